@@ -1,0 +1,81 @@
+"""Command line: `mnemocord chat` (terminal), `mnemocord discord` (the bot), `mnemocord agents`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from pydantic import ValidationError
+
+from bot.config import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnemocord", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    chat = sub.add_parser("chat", help="talk to an agent in the terminal")
+    chat.add_argument("--agent", default="default", help="agent name (resumes its memory)")
+    chat.add_argument("--persona", help="persona file name from personas/ (for a new agent)")
+    chat.add_argument("--human", help="human template from personas/humans/ (for a new agent)")
+    chat.add_argument("--first", action="store_true", help="you speak first (no greeting)")
+    chat.add_argument("--name", default="You", help="your name as the agent sees it")
+    sub.add_parser("discord", help="run the Discord bot")
+    sub.add_parser("agents", help="list stored agents")
+    return parser
+
+
+async def _chat(settings: Settings, args: argparse.Namespace) -> None:
+    from bot.engine import AgentSpec, Engine
+    from bot.terminal import TerminalChat
+
+    async with Engine(settings) as engine:
+        chat = TerminalChat(engine, f"cli:{args.agent}", user_name=args.name)
+        spec = AgentSpec(name=(args.persona or settings.default_persona).capitalize(),
+                         persona=args.persona, human=args.human)
+        await chat.start(spec, first=args.first)
+        await chat.run()
+
+
+async def _agents(settings: Settings) -> None:
+    from bot.engine import Engine
+
+    async with Engine(settings) as engine:
+        for row in await engine.list_agents():
+            print(f"{row['id']}\t{row['name']}\t{row['created_at']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        print(f"mnemocord: invalid configuration: {problems}", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=str(settings.data_dir / "mnemocord.log") if args.command == "chat" else None,
+    )
+    try:
+        if args.command == "chat":
+            asyncio.run(_chat(settings, args))
+        elif args.command == "agents":
+            asyncio.run(_agents(settings))
+        elif args.command == "discord":
+            from bot.discordbot.run import run_bot
+
+            return run_bot(settings)
+    except KeyboardInterrupt:
+        return 130
+    except ValueError as error:  # bad persona name, bad option: one clear line
+        print(f"mnemocord: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

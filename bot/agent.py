@@ -1,0 +1,407 @@
+"""One agent and its turns: LLM steps, tool calls, heartbeats, the step cap, committing writes.
+
+A turn's writes (new messages, core memory, summary, archival passages, token usage) are buffered
+and committed in one transaction at the end of the turn. Replies are handed to the adapter only
+after that commit, so a crash can never show a reply whose turn is then replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import tools
+from bot.context import ContextWindow
+from bot.llm import Completion, ContextOverflow, LLMClient, LLMError
+from bot.memory.archival import ArchivalMemory, PassagePage
+from bot.memory.core import CoreMemory
+from bot.memory.recall import RecallMemory, SearchPage
+from bot.messages import (
+    INSERT_MESSAGE,
+    Message,
+    ToolCall,
+    iso,
+    local_time_text,
+    pack_system_event,
+    pack_tool_result,
+    utcnow,
+)
+from bot.store import Statement, Store, agent_tag
+
+log = logging.getLogger(__name__)
+
+OVERFLOW_RETRIES = 2
+
+
+@dataclass
+class AgentEvent:
+    """Something the adapter may show: thought, call, result, message, notice or memory."""
+
+    kind: str
+    text: str
+    name: str | None = None
+    ok: bool = True
+
+
+EventSink = Callable[[AgentEvent], None]
+
+
+@dataclass
+class TurnResult:
+    replies: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    steps: int = 0
+    llm_calls: int = 0
+    llm_seconds: float = 0.0
+    answered_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Services:
+    """What every agent shares: storage, memory tiers, the context window and the LLM."""
+
+    store: Store
+    recall: RecallMemory
+    archival: ArchivalMemory
+    context: ContextWindow
+    llm: LLMClient
+    step_cap: int
+    tool_output_limit: int
+    plain_text_replies: bool
+
+
+class Agent:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        agent_id: str,
+        name: str,
+        core: CoreMemory,
+        summary: str,
+        queue: list[Message],
+        core_updated_at: datetime | None,
+        warning_sent: bool,
+        recall_count: int,
+        archival_count: int,
+        options: dict[str, Any],
+    ) -> None:
+        self.services = services
+        self.id = agent_id
+        self.tag = agent_tag(agent_id)
+        self.name = name
+        self.core = core
+        self.summary = summary
+        self.queue = queue
+        self.core_updated_at = core_updated_at
+        self.warning_sent = warning_sent
+        self.recall_count = recall_count
+        self.archival_count = archival_count
+        self.options = options
+        self.paused_until: datetime | None = None
+        self.recall: RecallMemory = services.recall
+        self.archival: ArchivalMemory = services.archival
+        self._reset_turn()
+
+    # --- the turn buffer ------------------------------------------------------------------------
+
+    def _reset_turn(self) -> None:
+        self._new: list[Message] = []
+        self._updated: set[int] = set()
+        self._statements: list[Statement] = []
+        self._dirty_core = False
+        self._result = TurnResult()
+        self._sink: EventSink | None = None
+
+    def _emit(self, kind: str, text: str, name: str | None = None, ok: bool = True) -> None:
+        if self._sink is not None:
+            self._sink(AgentEvent(kind, text, name, ok))
+
+    def new_message(self, role: str, kind: str, content: str | None, **fields: Any) -> Message:
+        message = Message(
+            id=self.services.store.allocate_message_id(), agent_id=self.id, role=role, kind=kind,
+            content=content, created_at=fields.pop("created_at", None) or utcnow(), **fields,
+        )
+        return message
+
+    def append(self, message: Message) -> Message:
+        """Put a message at the end of the FIFO queue (and into recall at commit)."""
+        self.queue.append(message)
+        self._new.append(message)
+        self.recall_count += 1
+        return message
+
+    def mark_updated(self, message: Message) -> None:
+        self._updated.add(message.id)
+
+    def add_statements(self, statements: list[Statement]) -> None:
+        self._statements.extend(statements)
+
+    def core_changed(self) -> None:
+        self._dirty_core = True
+        self.core_updated_at = utcnow()
+
+    def deliver(self, text: str) -> None:
+        self._result.replies.append(text)
+        self._emit("message", text)
+
+    def notice(self, text: str) -> None:
+        self._result.notices.append(text)
+        self._emit("notice", text)
+
+    def pause_heartbeats(self, minutes: int) -> None:
+        self.paused_until = utcnow() + timedelta(minutes=minutes)
+
+    def record_usage(self, purpose: str, completion: Completion) -> None:
+        usage = completion.usage
+        self._statements.append((
+            "INSERT INTO usage (agent_id, created_at, purpose, model, prompt_tokens,"
+            " completion_tokens, total_tokens) VALUES (?,?,?,?,?,?,?)",
+            (self.id, iso(utcnow()), purpose, completion.model, usage.prompt_tokens,
+             usage.completion_tokens, usage.total_tokens),
+        ))
+        self._result.llm_calls += 1
+        self._result.llm_seconds += completion.wait_seconds
+
+    async def archive(self, content: str, source: str | None = None) -> int:
+        ids, statements = await self.archival.insert(self.id, content, source)
+        self._statements.extend(statements)
+        self.archival_count += len(ids)
+        return len(ids)
+
+    def commit_statements(self) -> list[Statement]:
+        statements: list[Statement] = [(INSERT_MESSAGE, m.row(self.tag)) for m in self._new]
+        new_ids = {m.id for m in self._new}
+        by_id = {m.id: m for m in self.queue}
+        for message_id in sorted(self._updated - new_ids):
+            message = by_id.get(message_id)
+            in_context = int(message.in_context) if message else 0
+            pending = int(message.pending) if message else 0
+            statements.append((
+                "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?"
+                " WHERE id=? AND agent_id=?",
+                (in_context, pending, *self._mutable_fields(message), message_id, self.id),
+            ) if message else (
+                "UPDATE messages SET in_context=0, pending=0 WHERE id=? AND agent_id=?",
+                (message_id, self.id),
+            ))
+        if self._dirty_core:
+            statements += self.core.save_statements(self.id, iso(self.core_updated_at or utcnow()))
+        statements.append(self.state_statement())
+        return statements + self._statements
+
+    @staticmethod
+    def _mutable_fields(message: Message) -> tuple[Any, ...]:
+        calls = message.row("")[9]
+        return message.content, message.text, calls
+
+    def state_statement(self) -> Statement:
+        return (
+            "UPDATE agents SET summary=?, core_updated_at=?, warning_sent=?, paused_until=?,"
+            " options=? WHERE id=?",
+            (self.summary, iso(self.core_updated_at) if self.core_updated_at else None,
+             int(self.warning_sent), iso(self.paused_until) if self.paused_until else None,
+             json.dumps(self.options), self.id),
+        )
+
+    async def commit(self) -> None:
+        await self.services.store.commit(self.commit_statements())
+        self.archival.mark_committed(self.id)
+
+    async def abandon(self) -> None:
+        """Forget uncommitted work (the engine reloads the agent from the database)."""
+        await self.archival.discard_uncommitted(self.id)
+        self._reset_turn()
+
+    # --- a turn ---------------------------------------------------------------------------------
+
+    async def run_turn(self, inputs: list[Message], sink: EventSink | None = None) -> TurnResult:
+        """Process input events (already stored as pending) through LLM steps until done."""
+        self._reset_turn()
+        self._sink = sink
+        for message in inputs:
+            message.in_context = True
+            message.pending = False
+            self.queue.append(message)
+            self.mark_updated(message)
+        self._result.answered_ids = [m.id for m in inputs if m.kind == "user_message"]
+        try:
+            await self._steps()
+        except LLMError as error:
+            log.warning("turn of %s stopped: %s", self.id, error)
+            self.notice(f"Sorry, I couldn't think just now: {error} Your message is saved.")
+        result = self._result
+        await self.commit()
+        self._reset_turn()
+        return result
+
+    async def _steps(self) -> None:
+        cap = self.services.step_cap
+        for step in range(1, cap + 1):
+            self._result.steps = step
+            if not await self._step():
+                return
+        if not self._result.replies:
+            self.notice(
+                f"I went around in circles ({cap} steps) without managing to answer. Please try"
+                " again or rephrase."
+            )
+        alert = f"Your last turn reached the limit of {cap} steps and was stopped."
+        self.append(self.new_message(
+            "user", "system_alert", pack_system_event("system_alert", alert, self.now_text())
+        ))
+
+    def now_text(self) -> str:
+        return local_time_text(utcnow(), self.services.context.tz)
+
+    async def _step(self) -> bool:
+        """One LLM call and its function calls; returns whether to take another step."""
+        completion = await self._complete()
+        thoughts = (completion.content or "").strip() or None
+        if not completion.tool_calls:
+            return self._plain_answer(thoughts)
+        if thoughts:
+            self._emit("thought", thoughts)
+        assistant = self.append(self.new_message(
+            "assistant", "assistant", completion.content, tool_calls=completion.tool_calls
+        ))
+        said: list[str] = []
+        again = False
+        for call in completion.tool_calls:
+            outcome = await tools.execute(self, call.name, call.arguments)
+            if outcome.thoughts and not thoughts:
+                self._emit("thought", outcome.thoughts)
+            self._emit("call", call.arguments, name=call.name)
+            if outcome.sent_message:
+                said.append(outcome.sent_message)
+            self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
+            again = again or not outcome.ok or outcome.request_heartbeat
+            self.append(self.new_message(
+                "tool", "tool_result",
+                pack_tool_result(outcome.ok, self._clip_output(outcome.message), self.now_text()),
+                tool_call_id=call.id, tool_name=call.name,
+            ))
+        if said:
+            assistant.text = "\n\n".join(said)
+        if completion.finish_reason == "length" and not said:
+            again = True
+        return again
+
+    def _plain_answer(self, thoughts: str | None) -> bool:
+        """A reply with no function call: deliver it (if configured) or keep it as monologue."""
+        if not thoughts:
+            self.append(self.new_message(
+                "user", "system_alert",
+                pack_system_event(
+                    "system_alert", "Your last reply was empty. Use send_message to answer.",
+                    self.now_text(),
+                ),
+            ))
+            return not self._result.replies
+        if not self.services.plain_text_replies:
+            self._emit("thought", thoughts)
+            self.append(self.new_message("assistant", "assistant", thoughts))
+            return False
+        # Store it as the send_message call it should have been, so the model keeps the format.
+        call = ToolCall(f"plain_{self.services.store.allocate_message_id()}", "send_message",
+                        json.dumps({"message": thoughts}, ensure_ascii=False))
+        self.append(self.new_message(
+            "assistant", "assistant", None, tool_calls=[call], text=thoughts
+        ))
+        self.append(self.new_message(
+            "tool", "tool_result", pack_tool_result(True, "Message sent.", self.now_text()),
+            tool_call_id=call.id, tool_name="send_message",
+        ))
+        self.deliver(thoughts)
+        return False
+
+    def _clip_output(self, text: str) -> str:
+        limit = self.services.tool_output_limit
+        if len(text) <= limit:
+            return text
+        return text[:limit] + f"\n[… output truncated: {len(text) - limit} more characters]"
+
+    async def _complete(self) -> Completion:
+        """Call the LLM with the context fitted to the window; summarize and retry on overflow."""
+        context = self.services.context
+        await self.fit_context()
+        for attempt in range(OVERFLOW_RETRIES + 1):
+            messages, _ = context.assemble(self, utcnow())
+            try:
+                completion = await self.services.llm.chat(messages, context.tools)
+            except ContextOverflow:
+                if attempt == OVERFLOW_RETRIES:
+                    break
+                target = context.budget.target // (2**attempt)
+                log.info("context overflow for %s; evicting to %d tokens", self.id, target)
+                await self.evict(target)
+                continue
+            self.record_usage("chat", completion)
+            return completion
+        raise LLMError("The conversation does not fit the model's context window, even after"
+                       " summarizing. Lower LLM_CONTEXT_WINDOW to the model's real size.")
+
+    async def fit_context(self) -> None:
+        context = self.services.context
+        _, tokens = context.assemble(self, utcnow())
+        budget = context.budget
+        if tokens >= budget.flush_at:
+            await self.evict(budget.target)
+        elif tokens >= budget.warning_at and not self.warning_sent:
+            self.warn_memory_pressure(tokens)
+
+    def warn_memory_pressure(self, tokens: int) -> None:
+        alert = self.services.context.pressure_alert(tokens)
+        self.warning_sent = True
+        self.append(self.new_message(
+            "user", "system_alert", pack_system_event("system_alert", alert, self.now_text())
+        ))
+        self._emit("memory", alert)
+
+    async def evict(self, target: int) -> int:
+        """Move the oldest messages out of context into a new recursive summary."""
+        context = self.services.context
+        cut = context.eviction_cut(self, target, utcnow())
+        if cut == 0:
+            return 0
+        evicted = self.queue[:cut]
+        self.summary = await context.summarize(self, evicted)
+        self.queue = self.queue[cut:]
+        for message in evicted:
+            message.in_context = False
+            self._updated.add(message.id)
+        self.warning_sent = False
+        self._emit("memory", f"Summarized {cut} older messages; they stay in recall memory.")
+        return cut
+
+    # --- rendering of search results for the model ---------------------------------------------
+
+    def render_recall_page(self, page: SearchPage) -> str:
+        per_item = max(200, self.services.tool_output_limit // page.page_size)
+        lines = [page.header()]
+        lines += [self.recall.render_item(m, per_item) for m in page.items]
+        return "\n".join(lines)
+
+    def render_archival_page(self, page: PassagePage) -> str:
+        if not page.total:
+            return "Archival memory is empty."
+        if not page.items:
+            return f"No results on page {page.page}; there are {page.pages} pages (from 0)."
+        per_item = max(200, self.services.tool_output_limit // page.page_size)
+        first = page.page * page.page_size + 1
+        lines = [
+            f"Showing passages {first}-{first + len(page.items) - 1} of {page.total} ranked by"
+            f" relevance (page {page.page} of pages 0-{page.pages - 1})."
+        ]
+        tz = self.services.context.tz
+        for passage in page.items:
+            text = passage.text
+            if len(text) > per_item:
+                text = text[:per_item] + f" […{len(text) - per_item} more characters]"
+            when = passage.created_at.astimezone(tz).strftime("%Y-%m-%d")
+            lines.append(f"[{when}] {text}")
+        return "\n".join(lines)

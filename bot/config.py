@@ -1,0 +1,122 @@
+"""Settings, read from the environment and `.env` (every field is documented in .env.example)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Context windows of common models, matched by prefix (longest first); LLM_CONTEXT_WINDOW overrides.
+KNOWN_CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4-32k": 32_768,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "gpt-5": 400_000,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4": 200_000,
+    "llama3.1": 128_000,
+    "llama3.2": 128_000,
+    "llama3.3": 128_000,
+    "llama3": 8_192,
+    "qwen2.5": 32_768,
+    "qwen3": 40_960,
+    "mistral": 32_768,
+    "mixtral": 32_768,
+    "gemma2": 8_192,
+    "gemma3": 128_000,
+    "deepseek": 64_000,
+}
+DEFAULT_CONTEXT_WINDOW = 8_192
+
+
+def context_window_for(model: str) -> int:
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefix in sorted(KNOWN_CONTEXT_WINDOWS, key=len, reverse=True):
+        if name.startswith(prefix):
+            return KNOWN_CONTEXT_WINDOWS[prefix]
+    return DEFAULT_CONTEXT_WINDOW
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- LLM (any OpenAI-compatible endpoint) ---
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "gpt-4o-mini"
+    llm_context_window: int | None = None
+    llm_temperature: float = 0.7
+    llm_max_response_tokens: int = 1024
+    llm_timeout: float = 60.0
+    llm_max_retries: int = 3
+    llm_max_concurrency: int = 16
+    llm_tool_choice: str = "auto"
+
+    # --- Embeddings for archival memory ---
+    embedding_provider: str = "local"
+    embedding_model: str = "text-embedding-3-small"
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    local_embedding_model_dir: Path | None = None
+
+    # --- Storage ---
+    data_dir: Path = Path("data")
+    database_path: Path | None = None
+    chroma_path: Path | None = None
+    chroma_host: str | None = None
+    chroma_port: int = 8000
+
+    # --- Agent behaviour ---
+    personas_dir: Path = REPO_ROOT / "personas"
+    default_persona: str = "sam"
+    default_human: str = "basic"
+    core_memory_limit: int = Field(default=2000, ge=100)
+    step_cap: int = Field(default=10, ge=1, le=100)
+    tool_output_limit: int = Field(default=3000, ge=200)
+    plain_text_replies: bool = True
+    timezone: str = "UTC"
+    context_warning_fraction: float = Field(default=0.75, gt=0, lt=1)
+    context_flush_fraction: float = Field(default=0.9, gt=0, le=1)
+    context_target_fraction: float = Field(default=0.5, gt=0, lt=1)
+    keep_last_messages: int = Field(default=4, ge=1)
+    max_loaded_agents: int = Field(default=1000, ge=1)
+    log_level: str = "INFO"
+
+    # --- Discord ---
+    discord_token: SecretStr = SecretStr("")
+    discord_owner_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_shards: int | None = None
+
+    @field_validator("discord_owner_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(",", " ").split()]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @cached_property
+    def context_window(self) -> int:
+        return self.llm_context_window or context_window_for(self.llm_model)
+
+    @property
+    def db_path(self) -> Path:
+        return self.database_path or self.data_dir / "mnemocord.db"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.chroma_path or self.data_dir / "chroma"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,267 @@
+"""Main context: what the model sees on each call, and keeping it inside the window.
+
+Layout: tools, then the system message (instructions, memory status, core memory), then the
+recursive summary of evicted messages (if any), then the FIFO queue of recent messages. The tools
+and the instructions never change, so providers' prompt caching can reuse them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from bot.llm import LLMClient, LLMError
+from bot.messages import Message, local_time_text, pack_system_event
+from bot.tokens import PER_REPLY_PRIMING, TokenCounter
+
+if TYPE_CHECKING:
+    from bot.agent import Agent
+
+log = logging.getLogger(__name__)
+
+SUMMARY_WORDS = 150
+MAX_SUMMARY_CHUNKS = 8
+CLIP_NOTE = "\n[… clipped here: {omitted} more characters. The full text is in recall memory.]"
+
+
+def prompt_text(name: str) -> str:
+    return resources.files("bot.prompts").joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass
+class Budget:
+    window: int
+    response_reserve: int
+    warning_fraction: float
+    flush_fraction: float
+    target_fraction: float
+    keep_last: int
+
+    @property
+    def usable(self) -> int:
+        return max(256, self.window - self.response_reserve)
+
+    @property
+    def warning_at(self) -> int:
+        return int(self.usable * self.warning_fraction)
+
+    @property
+    def flush_at(self) -> int:
+        return int(self.usable * self.flush_fraction)
+
+    @property
+    def target(self) -> int:
+        return int(self.usable * self.target_fraction)
+
+    @property
+    def max_message_tokens(self) -> int:
+        """No single message may take more than this share of the window (it is clipped)."""
+        return max(64, self.usable // 4)
+
+
+class ContextWindow:
+    def __init__(
+        self,
+        budget: Budget,
+        counter: TokenCounter,
+        llm: LLMClient,
+        tools: list[dict[str, Any]],
+        tz: ZoneInfo,
+    ) -> None:
+        self.budget = budget
+        self.counter = counter
+        self.llm = llm
+        self.tools = tools
+        self.tz = tz
+        self.instructions = prompt_text("system.txt").strip()
+        self.summarizer_prompt = prompt_text("summarize.txt")
+        self.tools_tokens = counter.count_tools(tools)
+        self.instructions_tokens = counter.count(self.instructions)
+        self._text_tokens: dict[str, int] = {}
+
+    # --- assembly ---------------------------------------------------------------------------
+
+    def _cached_count(self, text: str) -> int:
+        count = self._text_tokens.get(text)
+        if count is None:
+            if len(self._text_tokens) > 4096:
+                self._text_tokens.clear()
+            count = self._text_tokens[text] = self.counter.count(text)
+        return count
+
+    def memory_status(self, agent: Agent, now: datetime) -> str:
+        edited = (
+            local_time_text(agent.core_updated_at, self.tz) if agent.core_updated_at else "never"
+        )
+        return (
+            "# Memory status\n"
+            f"Current time: {local_time_text(now, self.tz)}\n"
+            f"Core memory last edited: {edited}\n"
+            f"{agent.recall_count} earlier messages are in recall memory"
+            " (conversation_search, conversation_search_date).\n"
+            f"{agent.archival_count} passages are in archival memory (archival_memory_search)."
+        )
+
+    def system_parts(self, agent: Agent, now: datetime) -> list[str]:
+        core = "# Core memory\n" + agent.core.render()
+        return [self.instructions, self.memory_status(agent, now), core]
+
+    def summary_message(self, agent: Agent) -> dict[str, Any] | None:
+        if not agent.summary:
+            return None
+        text = (
+            "Summary of the earlier conversation (those messages are in recall memory): "
+            + agent.summary
+        )
+        return {"role": "user", "content": pack_system_event("system_alert", text, "")}
+
+    def message_tokens(self, message: Message) -> int:
+        if message.tokens is None:
+            message.tokens = self.counter.count_message(message.to_openai())
+        return message.tokens
+
+    def clipped(self, message: Message) -> dict[str, Any]:
+        payload = message.to_openai()
+        limit = self.budget.max_message_tokens
+        if self.message_tokens(message) > limit and payload.get("content"):
+            content = payload["content"]
+            head = self.counter.clip(content, limit)
+            payload["content"] = head + CLIP_NOTE.format(omitted=len(content) - len(head))
+        return payload
+
+    def effective_tokens(self, message: Message) -> int:
+        return min(self.message_tokens(message), self.budget.max_message_tokens + 40)
+
+    def assemble(self, agent: Agent, now: datetime) -> tuple[list[dict[str, Any]], int]:
+        """The messages for one LLM call and their estimated token count (tools included)."""
+        parts = self.system_parts(agent, now)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(parts)}]
+        tokens = self.tools_tokens + PER_REPLY_PRIMING + 4
+        tokens += sum(self._cached_count(p) for p in parts)
+        summary = self.summary_message(agent)
+        if summary:
+            messages.append(summary)
+            tokens += self._cached_count(summary["content"]) + 4
+        for message in agent.queue:
+            messages.append(self.clipped(message))
+            tokens += self.effective_tokens(message)
+        return messages, tokens
+
+    def fixed_tokens(self, agent: Agent, now: datetime) -> int:
+        tokens = self.tools_tokens + PER_REPLY_PRIMING + 4
+        tokens += sum(self._cached_count(p) for p in self.system_parts(agent, now))
+        summary = self.summary_message(agent)
+        return tokens + (self._cached_count(summary["content"]) + 4 if summary else 0)
+
+    # --- pressure and eviction -----------------------------------------------------------------
+
+    def pressure_alert(self, used: int) -> str:
+        percent = round(100 * used / self.budget.usable)
+        return (
+            f"Memory pressure: the conversation fills {percent}% of your context window. Older"
+            " messages will soon be summarized and leave your context. Save anything important"
+            " from them to core memory or archival memory now."
+        )
+
+    def eviction_cut(self, agent: Agent, target: int, now: datetime) -> int:
+        """How many of the oldest queue messages to evict to get under target tokens."""
+        queue = agent.queue
+        keep_from = max(0, len(queue) - self.budget.keep_last)
+        remaining = self.fixed_tokens(agent, now) + sum(self.effective_tokens(m) for m in queue)
+        cut = 0
+        while cut < keep_from and remaining > target:
+            remaining -= self.effective_tokens(queue[cut])
+            cut += 1
+        # Never leave a tool result without the call that produced it.
+        while cut < len(queue) and queue[cut].role == "tool":
+            cut += 1
+        if cut > keep_from:  # walked into the kept tail: keep the whole call group instead
+            cut = keep_from
+            while cut > 0 and queue[cut].role == "tool":
+                cut -= 1
+        return cut
+
+    async def summarize(self, agent: Agent, evicted: list[Message]) -> str:
+        """Fold evicted messages and the previous summary into a new summary (bounded work)."""
+        lines = [self.transcript_line(m) for m in evicted]
+        lines = [line for line in lines if line]
+        if not lines:
+            return agent.summary
+        summary = agent.summary
+        chunk_budget = max(256, self.budget.usable // 2)
+        chunks = _chunks(lines, chunk_budget, self.counter)
+        if len(chunks) > MAX_SUMMARY_CHUNKS:  # keep the most recent, note the skipped ones
+            skipped = sum(len(c) for c in chunks[:-MAX_SUMMARY_CHUNKS])
+            summary += f"\n[{skipped} older lines were not summarized; they are in recall memory.]"
+            chunks = chunks[-MAX_SUMMARY_CHUNKS:]
+        for chunk in chunks:
+            try:
+                summary = await self._summarize_chunk(agent, summary, chunk)
+            except LLMError as error:
+                log.warning("summary failed for %s: %s", agent.id, error)
+                summary = _fallback_summary(summary, evicted, self.tz)
+                break
+        return self.counter.clip(summary, max(128, self.budget.usable // 8))
+
+    async def _summarize_chunk(self, agent: Agent, previous: str, lines: list[str]) -> str:
+        prompt = self.summarizer_prompt.format(
+            agent_name=agent.name,
+            word_limit=SUMMARY_WORDS,
+            previous_summary=previous or "(none yet)",
+            transcript="\n".join(lines),
+        )
+        completion = await self.llm.chat([{"role": "user", "content": prompt}])
+        agent.record_usage("summary", completion)
+        text = (completion.content or "").strip()
+        if not text:
+            raise LLMError("the summarizer returned no text")
+        return text
+
+    def transcript_line(self, message: Message) -> str:
+        max_tokens = 300
+        if message.kind == "user_message":
+            said = self.counter.clip(message.text or "", max_tokens)
+            return f"{message.sender_name or 'User'}: {said}"
+        if message.role == "assistant":
+            parts = []
+            if message.content:
+                parts.append(f"(I thought: {self.counter.clip(message.content, 80)})")
+            for call in message.tool_calls:
+                if call.name == "send_message" and message.text:
+                    parts.append(f"I said: {self.counter.clip(message.text, max_tokens)}")
+                elif call.name != "send_message":
+                    parts.append(f"(I called {call.name})")
+            return " ".join(parts)
+        if message.kind in ("system_alert", "heartbeat", "login"):
+            return ""
+        if message.role == "tool" and message.tool_name and "search" in message.tool_name:
+            return f"(search result: {self.counter.clip(message.content or '', 60)})"
+        return ""
+
+
+def _chunks(lines: list[str], budget: int, counter: TokenCounter) -> list[list[str]]:
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for line in lines:
+        tokens = counter.count(line) + 1
+        if chunks[-1] and used + tokens > budget:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(line)
+        used += tokens
+    return chunks
+
+
+def _fallback_summary(previous: str, evicted: list[Message], tz: ZoneInfo) -> str:
+    """Without a working model, at least say what left the context and where to find it."""
+    first = evicted[0].created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    last = evicted[-1].created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    note = (
+        f"[{len(evicted)} messages from {first} to {last} left my context without a summary;"
+        " search them with conversation_search or conversation_search_date.]"
+    )
+    return f"{previous}\n{note}".strip()

@@ -1,0 +1,351 @@
+"""The engine: owns storage, memory tiers and the LLM, and serves agents to the adapters.
+
+Adapters (terminal, Discord) call `Engine.send` with a stable agent key. Each message is stored
+as pending before any LLM call (so a crash cannot lose it), then processed under that agent's own
+lock: messages to one agent run strictly in order, different agents run concurrently. Messages
+that pile up while an agent is thinking are answered together in its next turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot import personas
+from bot.agent import Agent, EventSink, Services, TurnResult
+from bot.commands import CommandsMixin
+from bot.config import Settings
+from bot.context import Budget, ContextWindow
+from bot.embeddings import Embedder, make_embedder
+from bot.llm import LLMClient
+from bot.memory.archival import ArchivalMemory
+from bot.memory.core import Block, CoreMemory
+from bot.memory.recall import RecallMemory
+from bot.memory.vectors import VectorIndex
+from bot.messages import (
+    INSERT_MESSAGE,
+    Message,
+    iso,
+    local_time_text,
+    pack_system_event,
+    pack_user_message,
+    parse_iso,
+    utcnow,
+)
+from bot.store import Store, agent_tag
+from bot.tokens import TokenCounter
+from bot.tools import TOOL_SCHEMAS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentSpec:
+    """How to create an agent the first time its key is used."""
+
+    name: str = "Sam"
+    persona: str | None = None  # a persona file name
+    human: str | None = None  # a human template file name
+    persona_text: str | None = None
+    human_text: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Slot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiters: dict[int, asyncio.Future[TurnResult]] = field(default_factory=dict)
+
+
+class Engine(CommandsMixin):
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.tz = ZoneInfo(settings.timezone)
+        self.store = Store(settings.db_path)
+        self.counter = TokenCounter(settings.llm_model)
+        self.llm = LLMClient(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            temperature=settings.llm_temperature,
+            max_response_tokens=settings.llm_max_response_tokens,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+            max_concurrency=settings.llm_max_concurrency,
+            tool_choice=settings.llm_tool_choice,
+        )
+        self.embedder = embedder or make_embedder(
+            settings.embedding_provider,
+            model_dir=settings.local_embedding_model_dir,
+            cache_dir=settings.models_dir,
+            openai_client=self._embedding_client(),
+            openai_model=settings.embedding_model,
+        )
+        self.vectors = VectorIndex(
+            path=None if settings.chroma_host else settings.chroma_dir,
+            host=settings.chroma_host,
+            port=settings.chroma_port,
+        )
+        self.recall = RecallMemory(self.store, self.tz)
+        self.archival = ArchivalMemory(self.store, self.vectors, self.embedder, self.counter)
+        budget = Budget(
+            window=settings.context_window,
+            response_reserve=settings.llm_max_response_tokens,
+            warning_fraction=settings.context_warning_fraction,
+            flush_fraction=settings.context_flush_fraction,
+            target_fraction=settings.context_target_fraction,
+            keep_last=settings.keep_last_messages,
+        )
+        self.context = ContextWindow(budget, self.counter, self.llm, TOOL_SCHEMAS, self.tz)
+        self.services = Services(
+            self.store, self.recall, self.archival, self.context, self.llm,
+            settings.step_cap, settings.tool_output_limit, settings.plain_text_replies,
+        )
+        self._agents: OrderedDict[str, Agent] = OrderedDict()
+        self._slots: dict[str, _Slot] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+
+    def _embedding_client(self) -> Any:
+        if self.settings.embedding_provider != "openai":
+            return None
+        import openai
+
+        key = self.settings.embedding_api_key or self.settings.llm_api_key
+        return openai.AsyncOpenAI(
+            base_url=self.settings.embedding_base_url or self.settings.llm_base_url,
+            api_key=key.get_secret_value() or "not-needed",
+            timeout=self.settings.llm_timeout,
+            max_retries=2,
+        )
+
+    async def open(self) -> Engine:
+        await self.store.open()
+        return self
+
+    async def aclose(self) -> None:
+        for slot in list(self._slots.values()):  # let running turns finish their commit
+            async with slot.lock:
+                pass
+        await self.store.close()
+        await self.llm.aclose()
+        await self.embedder.aclose()
+        await self.vectors.aclose()
+
+    async def __aenter__(self) -> Engine:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- agents ---------------------------------------------------------------------------------
+
+    async def exists(self, agent_id: str) -> bool:
+        return await self.store.scalar("SELECT 1 FROM agents WHERE id=?", (agent_id,)) is not None
+
+    async def list_agents(self) -> list[dict[str, Any]]:
+        rows = await self.store.fetchall("SELECT id, name, created_at FROM agents ORDER BY id")
+        return [dict(row) for row in rows]
+
+    async def agent(self, agent_id: str, spec: AgentSpec | None = None) -> Agent:
+        """The live agent for a key, loaded from the database or created from spec."""
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            self._agents.move_to_end(agent_id)
+            return agent
+        async with self._loading.setdefault(agent_id, asyncio.Lock()):
+            agent = self._agents.get(agent_id)
+            if agent is None:
+                if not await self.exists(agent_id):
+                    if spec is None:
+                        raise KeyError(f"There is no agent {agent_id!r}.")
+                    await self._create(agent_id, spec)
+                agent = await self._load(agent_id)
+                self._agents[agent_id] = agent
+                self._unload_idle()
+        self._loading.pop(agent_id, None)
+        return agent
+
+    def _unload_idle(self) -> None:
+        """Keep at most max_loaded_agents in memory; idle ones are reloaded on demand."""
+        excess = len(self._agents) - self.settings.max_loaded_agents
+        for agent_id in list(self._agents)[:max(0, excess)]:
+            slot = self._slots.get(agent_id)
+            if slot is None or (not slot.lock.locked() and not slot.waiters):
+                self._agents.pop(agent_id)
+                self._slots.pop(agent_id, None)
+
+    def _blocks_for(self, spec: AgentSpec) -> list[Block]:
+        folder = self.settings.personas_dir
+        persona = spec.persona_text
+        if persona is None:
+            persona = personas.read(folder, spec.persona or self.settings.default_persona)
+        human = spec.human_text
+        if human is None:
+            human = personas.read(
+                folder / "humans", spec.human or self.settings.default_human, "human"
+            )
+        limit = self.settings.core_memory_limit
+        return [
+            Block("persona", persona[:limit], limit, 0),
+            Block("human", human[:limit], limit, 1),
+        ]
+
+    async def _create(self, agent_id: str, spec: AgentSpec) -> None:
+        blocks = self._blocks_for(spec)
+        now = iso(utcnow())
+        statements = [(
+            "INSERT INTO agents (id, name, created_at, persona_name, human_name, options)"
+            " VALUES (?,?,?,?,?,?)",
+            (agent_id, spec.name, now, spec.persona, spec.human, json.dumps(spec.options)),
+        )]
+        statements += CoreMemory(blocks).save_statements(agent_id, now)
+        await self.store.commit(statements)
+        log.info("created agent %s", agent_id)
+
+    async def _load(self, agent_id: str) -> Agent:
+        row = await self.store.fetchone("SELECT * FROM agents WHERE id=?", (agent_id,))
+        assert row is not None
+        block_rows = await self.store.fetchall(
+            "SELECT * FROM core_blocks WHERE agent_id=? ORDER BY position", (agent_id,)
+        )
+        blocks = [
+            Block(r["label"], r["value"], r["char_limit"], r["position"]) for r in block_rows
+        ]
+        queue = await self.recall.in_context(agent_id)
+        agent = Agent(
+            self.services,
+            agent_id=agent_id,
+            name=row["name"],
+            core=CoreMemory(blocks),
+            summary=row["summary"],
+            queue=queue,
+            core_updated_at=parse_iso(row["core_updated_at"]) if row["core_updated_at"] else None,
+            warning_sent=bool(row["warning_sent"]),
+            recall_count=await self.recall.count(agent_id),
+            archival_count=await self.archival.count(agent_id),
+            options=json.loads(row["options"] or "{}"),
+        )
+        if row["paused_until"]:
+            agent.paused_until = parse_iso(row["paused_until"])
+        return agent
+
+    async def reload(self, agent_id: str) -> Agent:
+        """Drop the in-memory agent and load it again from the database (the source of truth)."""
+        self._agents.pop(agent_id, None)
+        return await self.agent(agent_id)
+
+    def slot(self, agent_id: str) -> _Slot:
+        return self._slots.setdefault(agent_id, _Slot())
+
+    # --- messages -------------------------------------------------------------------------------
+
+    async def accept(
+        self,
+        agent_id: str,
+        text: str,
+        *,
+        sender_name: str | None = None,
+        sender_id: str | None = None,
+        external_id: str | None = None,
+        spec: AgentSpec | None = None,
+        kind: str = "user_message",
+    ) -> Message:
+        """Durably record an incoming event as pending; it is answered by a later turn."""
+        agent = await self.agent(agent_id, spec)
+        now = utcnow()
+        time_text = local_time_text(now, self.tz)
+        if kind == "user_message":
+            content = pack_user_message(text, sender_name, sender_id, time_text)
+            said: str | None = text
+        else:
+            content, said = pack_system_event(kind, text, time_text), None
+        message = Message(
+            id=self.store.allocate_message_id(), agent_id=agent_id, role="user", kind=kind,
+            content=content, created_at=now, text=said, sender_name=sender_name,
+            sender_id=sender_id, in_context=False, pending=True, external_id=external_id,
+        )
+        await self.store.commit([(INSERT_MESSAGE, message.row(agent_tag(agent_id)))])
+        agent.recall_count += 1
+        return message
+
+    async def send(
+        self,
+        agent_id: str,
+        text: str,
+        *,
+        sender_name: str | None = None,
+        sender_id: str | None = None,
+        external_id: str | None = None,
+        spec: AgentSpec | None = None,
+        on_event: EventSink | None = None,
+        kind: str = "user_message",
+    ) -> TurnResult:
+        """Send a message (or system event) to an agent and wait for the turn that answers it."""
+        message = await self.accept(
+            agent_id, text, sender_name=sender_name, sender_id=sender_id,
+            external_id=external_id, spec=spec, kind=kind,
+        )
+        slot = self.slot(agent_id)
+        future: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
+        slot.waiters[message.id] = future
+        try:
+            async with slot.lock:
+                if not future.done():
+                    await self._run_pending(agent_id, on_event)
+            return await future
+        finally:
+            slot.waiters.pop(message.id, None)
+
+    async def _run_pending(self, agent_id: str, on_event: EventSink | None) -> TurnResult:
+        """Answer every pending event of the agent in one turn (call with the slot lock held)."""
+        agent = await self.agent(agent_id)
+        inputs = await self.recall.pending(agent_id)
+        if not inputs:
+            return TurnResult()
+        try:
+            result = await agent.run_turn(inputs, on_event)
+        except BaseException as error:
+            await agent.abandon()
+            await self.reload(agent_id)
+            if not isinstance(error, Exception):
+                raise  # cancelled: the messages stay pending and are answered after a restart
+            log.exception("turn of %s failed", agent_id)
+            result = TurnResult(notices=["Something went wrong on my side; please try again."])
+            await self._settle(agent_id, inputs)
+        slot = self.slot(agent_id)
+        for message in inputs:
+            waiter = slot.waiters.get(message.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(result)
+        return result
+
+    async def _settle(self, agent_id: str, inputs: list[Message]) -> None:
+        """After a failed turn, keep its inputs in context but stop retrying them."""
+        ids = [m.id for m in inputs]
+        marks = ",".join("?" * len(ids))
+        await self.store.commit([(
+            f"UPDATE messages SET pending=0, in_context=1 WHERE agent_id=? AND id IN ({marks})",
+            (agent_id, *ids),
+        )])
+        await self.reload(agent_id)
+
+    async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None
+                    ) -> TurnResult:
+        """Inject a system event (heartbeat, system_alert, login) and let the agent react."""
+        return await self.send(agent_id, text, kind=kind, on_event=on_event)
+
+    async def pending_agent_ids(self) -> list[str]:
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT agent_id FROM messages WHERE pending=1 ORDER BY agent_id"
+        )
+        return [row[0] for row in rows]
+
+    async def resume(self, agent_id: str, on_event: EventSink | None = None) -> TurnResult:
+        """Answer messages accepted before a crash or restart."""
+        async with self.slot(agent_id).lock:
+            return await self._run_pending(agent_id, on_event)

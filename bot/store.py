@@ -1,0 +1,213 @@
+"""SQLite storage: schema, migrations and transactions.
+
+One process owns the database (as it owns the embedded Chroma directory). All writes go through
+`Store.commit`, which applies a batch of statements in one transaction, so a turn's memory writes
+land together or not at all. Message ids are assigned here, in memory, so a turn can refer to its
+own messages before they are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+Statement = tuple[str, Sequence[Any]]
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        persona_name TEXT,
+        human_name TEXT,
+        summary TEXT NOT NULL DEFAULT '',
+        core_updated_at TEXT,
+        warning_sent INTEGER NOT NULL DEFAULT 0,
+        paused_until TEXT,
+        options TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE core_blocks (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        value TEXT NOT NULL,
+        char_limit INTEGER NOT NULL,
+        position INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT,
+        PRIMARY KEY (agent_id, label)
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        agent_tag TEXT NOT NULL,
+        role TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        content TEXT,
+        text TEXT,
+        sender_name TEXT,
+        sender_id TEXT,
+        tool_calls TEXT,
+        tool_call_id TEXT,
+        tool_name TEXT,
+        created_at TEXT NOT NULL,
+        in_context INTEGER NOT NULL DEFAULT 1,
+        pending INTEGER NOT NULL DEFAULT 0,
+        external_id TEXT
+    );
+    CREATE INDEX messages_by_agent ON messages(agent_id, id);
+    CREATE INDEX messages_in_context ON messages(agent_id, id) WHERE in_context = 1;
+    CREATE INDEX messages_pending ON messages(agent_id, id) WHERE pending = 1;
+    CREATE INDEX messages_by_date ON messages(agent_id, created_at);
+    CREATE VIRTUAL TABLE messages_fts USING fts5(
+        text, sender_name, agent_tag,
+        content='messages', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages WHEN new.text IS NOT NULL BEGIN
+        INSERT INTO messages_fts(rowid, text, sender_name, agent_tag)
+        VALUES (new.id, new.text, new.sender_name, new.agent_tag);
+    END;
+    CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN old.text IS NOT NULL BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, sender_name, agent_tag)
+        VALUES ('delete', old.id, old.text, old.sender_name, old.agent_tag);
+    END;
+    CREATE TRIGGER messages_fts_update_old AFTER UPDATE OF text, sender_name ON messages
+    WHEN old.text IS NOT NULL BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, text, sender_name, agent_tag)
+        VALUES ('delete', old.id, old.text, old.sender_name, old.agent_tag);
+    END;
+    CREATE TRIGGER messages_fts_update_new AFTER UPDATE OF text, sender_name ON messages
+    WHEN new.text IS NOT NULL BEGIN
+        INSERT INTO messages_fts(rowid, text, sender_name, agent_tag)
+        VALUES (new.id, new.text, new.sender_name, new.agent_tag);
+    END;
+    CREATE TABLE passages (
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        source TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX passages_by_agent ON passages(agent_id, created_at);
+    CREATE TABLE checkpoints (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        state TEXT NOT NULL,
+        PRIMARY KEY (agent_id, name)
+    );
+    CREATE TABLE usage (
+        id INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        model TEXT,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0,
+        total_tokens INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX usage_by_agent ON usage(agent_id, id);
+    CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+]
+
+
+def agent_tag(agent_id: str) -> str:
+    """A single opaque FTS token naming the agent, so a search intersects only its own postings."""
+    return "ag" + hashlib.sha1(agent_id.encode()).hexdigest()[:16]
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._next_message_id = 1
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        if self.path != Path(":memory:"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",  # WAL + NORMAL survives a process kill; commits stay fast
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+            "PRAGMA temp_store=MEMORY",
+        ):
+            await self._db.execute(pragma)
+        await self._migrate()
+        row = await self.fetchone("SELECT COALESCE(MAX(id), 0) AS top FROM messages")
+        self._next_message_id = int(row["top"]) + 1 if row else 1
+
+    async def close(self) -> None:
+        if self._db is not None:
+            async with self._write_lock:
+                await self._db.close()
+            self._db = None
+
+    async def _migrate(self) -> None:
+        row = await self.fetchone("PRAGMA user_version")
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this Mnemocord "
+                f"understands ({len(MIGRATIONS)}); upgrade Mnemocord"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migrating %s to schema version %d", self.path, number)
+            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    @property
+    def schema_version(self) -> int:
+        return len(MIGRATIONS)
+
+    def allocate_message_id(self) -> int:
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        return message_id
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+    async def commit(self, statements: Iterable[Statement]) -> None:
+        """Apply statements atomically: all of them, or (on any error) none."""
+        batch = list(statements)
+        if not batch:
+            return
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in batch:
+                    await self.db.execute(sql, params)
+            except BaseException:
+                await self.db.rollback()
+                raise
+            await self.db.commit()

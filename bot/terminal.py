@@ -1,0 +1,279 @@
+"""The terminal chat: the MemGPT CLI experience on top of the same engine the Discord bot uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.agent import AgentEvent, TurnResult
+from bot.commands import CommandError
+from bot.engine import AgentSpec, Engine
+from bot.messages import Message
+
+ReadLine = Callable[[str], Awaitable[str | None]]
+MAX_FILE_BYTES = 5_000_000
+
+HELP = """\
+[bold]Commands[/bold]
+  /exit                 save and quit
+  /save [name]          save a checkpoint (default: a timestamped name)
+  /load [name]          restore a checkpoint (default: the latest)
+  /dump [n]             show the last n messages (default 10)
+  /memory               show core memory and recall/archival counts
+  /pop [n]              undo the last n messages (default 3)
+  /heartbeat            send a heartbeat so the agent takes a step
+  /memorywarning        send a memory-pressure warning
+  /retry                answer the last message again
+  /rethink TEXT         replace the last inner monologue
+  /rewrite TEXT         replace the last sent message
+  /summarize            fold older messages into the summary now
+  /attach FILE          store a text file in archival memory
+  /tokens               show how the context window is used
+  /help                 this help
+Start a line with // to type several lines; end them with a line holding only //."""
+
+
+async def read_stdin(prompt: str) -> str | None:
+    try:
+        return await asyncio.to_thread(input, prompt)
+    except EOFError:
+        return None
+
+
+def read_text_file(path: Path) -> str:
+    """A text file for /attach, with clear errors for what cannot be attached."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise CommandError(f"No such file: {path}")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise CommandError(f"{path.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB.")
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise CommandError(f"{path.name} looks like a binary file; attach a text file.")
+    return data.decode("utf-8", errors="replace")
+
+
+class TerminalChat:
+    def __init__(
+        self,
+        engine: Engine,
+        agent_id: str,
+        *,
+        console: Console | None = None,
+        read_line: ReadLine = read_stdin,
+        user_name: str = "You",
+    ) -> None:
+        self.engine = engine
+        self.agent_id = agent_id
+        self.console = console or Console()
+        self.read_line = read_line
+        self.user_name = user_name
+
+    # --- output -------------------------------------------------------------------------------
+
+    def show(self, event: AgentEvent) -> None:
+        text = escape(event.text)
+        if event.kind == "thought":
+            self.console.print(f"[dim italic]💭 {text}[/]")
+        elif event.kind == "call":
+            self.console.print(f"[yellow]⚡ {escape(event.name or '')}({text})[/]")
+        elif event.kind == "result":
+            status = "[green]OK[/]" if event.ok else "[red]Failed[/]"
+            self.console.print(f"[yellow]⚡ {status}[/] [dim]{text}[/]")
+        elif event.kind == "message":
+            self.console.print(f"[bold cyan]🤖 {text}[/]")
+        elif event.kind == "memory":
+            self.console.print(f"[magenta]🧠 {text}[/]")
+        else:
+            self.console.print(f"[red]⚠ {text}[/]")
+
+    def info(self, text: str) -> None:
+        self.console.print(f"[green]{escape(text)}[/]")
+
+    def error(self, text: str) -> None:
+        self.console.print(f"[red]{escape(text)}[/]")
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    async def start(self, spec: AgentSpec, *, first: bool) -> None:
+        existed = await self.engine.exists(self.agent_id)
+        await self.engine.agent(self.agent_id, spec)
+        view = await self.engine.memory(self.agent_id)
+        verb = "Resuming" if existed else "Created"
+        self.info(f"{verb} agent '{self.agent_id.removeprefix('cli:')}' "
+                  f"({view.recall_count} messages in recall, {view.archival_count} in archival)."
+                  " Type /help for commands.")
+        for agent_id in await self.engine.pending_agent_ids():
+            if agent_id == self.agent_id:  # answer what a crash left unanswered
+                await self.engine.resume(agent_id, self.show)
+        if not first:
+            last = "first login" if not existed else "returning after a break"
+            await self.engine.event(self.agent_id, "login", f"The user logged in ({last}).",
+                                    self.show)
+
+    async def run(self) -> None:
+        while True:
+            line = await self.read_line("🧑 ")
+            if line is None:
+                break
+            if line.strip() == "//":
+                line = await self._multiline()
+                if line is None:
+                    break
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not await self.command(line):
+                    break
+                continue
+            await self.engine.send(self.agent_id, line, sender_name=self.user_name,
+                                   on_event=self.show)
+
+    async def _multiline(self) -> str | None:
+        lines: list[str] = []
+        while True:
+            line = await self.read_line("… ")
+            if line is None:
+                return None
+            if line.strip() == "//":
+                return "\n".join(lines)
+            lines.append(line)
+
+    async def command(self, line: str) -> bool:
+        """Run a slash command; returns False when the chat should end."""
+        name, _, rest = line[1:].partition(" ")
+        rest = rest.strip()
+        handler = getattr(self, f"cmd_{name.lower()}", None)
+        if handler is None:
+            self.error(f"Unknown command /{name}. Type /help for the list.")
+            return True
+        try:
+            return await handler(rest) is not False
+        except ValueError as error:  # CommandError, PersonaError, bad quoting
+            self.error(str(error))
+        except KeyError as error:
+            self.error(str(error.args[0]) if error.args else "Unknown agent.")
+        return True
+
+    # --- commands -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _count(rest: str, default: int) -> int:
+        if not rest:
+            return default
+        if not rest.isdigit() or int(rest) < 1:
+            raise CommandError(f"Expected a positive whole number, got {rest!r}.")
+        return int(rest)
+
+    async def cmd_exit(self, rest: str) -> bool:
+        self.info("Memory is saved. Bye!")
+        return False
+
+    async def cmd_help(self, rest: str) -> None:
+        self.console.print(HELP)
+
+    async def cmd_save(self, rest: str) -> None:
+        name = rest or datetime.now().strftime("save-%Y%m%d-%H%M%S")
+        await self.engine.save(self.agent_id, name)
+        self.info(f"Saved checkpoint '{name}'.")
+
+    async def cmd_load(self, rest: str) -> None:
+        name = rest
+        if not name:
+            names = await self.engine.checkpoints(self.agent_id)
+            if not names:
+                raise CommandError("There are no checkpoints yet; use /save first.")
+            name = names[-1]
+        await self.engine.load(self.agent_id, name)
+        self.info(f"Loaded checkpoint '{name}'.")
+
+    async def cmd_dump(self, rest: str) -> None:
+        for message in await self.engine.dump(self.agent_id, self._count(rest, 10)):
+            self._show_stored(message)
+
+    def _show_stored(self, message: Message) -> None:
+        if message.kind == "user_message":
+            self.console.print(f"🧑 {escape(message.sender_name or 'user')}: "
+                               f"{escape(message.text or '')}")
+        elif message.role == "user":
+            self.console.print(f"[dim]⚙ {escape(message.content or '')}[/]")
+        elif message.role == "assistant":
+            if message.content:
+                self.show(AgentEvent("thought", message.content))
+            for call in message.tool_calls:
+                if call.name == "send_message" and message.text:
+                    self.show(AgentEvent("message", message.text))
+                else:
+                    self.show(AgentEvent("call", call.arguments, call.name))
+        elif message.role == "tool":
+            data = json.loads(message.content or "{}")
+            self.show(AgentEvent("result", str(data.get("message", "")), message.tool_name,
+                                 data.get("status") == "OK"))
+
+    async def cmd_memory(self, rest: str) -> None:
+        view = await self.engine.memory(self.agent_id)
+        for block in view.blocks:
+            value = str(block["value"])
+            self.console.print(f"[bold]{escape(str(block['label']))}[/] "
+                               f"({len(value)}/{block['limit']} characters)")
+            self.console.print(escape(value) or "[dim](empty)[/]")
+        if view.summary:
+            self.console.print(f"[bold]summary[/]\n{escape(view.summary)}")
+        self.info(f"{view.in_context} messages in context, {view.recall_count} in recall"
+                  f" memory, {view.archival_count} passages in archival memory.")
+
+    async def cmd_pop(self, rest: str) -> None:
+        removed = await self.engine.pop(self.agent_id, self._count(rest, 3))
+        self.info(f"Popped {removed} messages.")
+
+    async def _turn(self, result: TurnResult) -> None:
+        if not result.replies and not result.notices:
+            self.info("(the agent did not send a message)")
+
+    async def cmd_heartbeat(self, rest: str) -> None:
+        await self._turn(await self.engine.heartbeat(self.agent_id, self.show))
+
+    async def cmd_memorywarning(self, rest: str) -> None:
+        await self._turn(await self.engine.memory_warning(self.agent_id, self.show))
+
+    async def cmd_retry(self, rest: str) -> None:
+        await self._turn(await self.engine.retry(self.agent_id, self.show))
+
+    async def cmd_rethink(self, rest: str) -> None:
+        await self.engine.rethink(self.agent_id, rest)
+        self.info("Replaced the last inner monologue.")
+
+    async def cmd_rewrite(self, rest: str) -> None:
+        await self.engine.rewrite(self.agent_id, rest)
+        self.info("Replaced the last sent message.")
+
+    async def cmd_summarize(self, rest: str) -> None:
+        evicted = await self.engine.summarize(self.agent_id)
+        self.info(f"Summarized {evicted} messages." if evicted else "Nothing to summarize yet.")
+
+    async def cmd_attach(self, rest: str) -> None:
+        if not rest:
+            raise CommandError("Usage: /attach FILE")
+        parts = shlex.split(rest)
+        path = Path(parts[0])
+        text = await asyncio.to_thread(read_text_file, path)
+        count = await self.engine.attach(self.agent_id, text, source=path.name)
+        self.info(f"Stored {path.name} in archival memory ({count} passages).")
+
+    async def cmd_tokens(self, rest: str) -> None:
+        report = await self.engine.tokens(self.agent_id)
+        table = Table(title="Context window")
+        table.add_column("part")
+        table.add_column("tokens", justify="right")
+        for key, value in report.items():
+            table.add_row(key, f"{value:,}")
+        self.console.print(table)
