@@ -272,13 +272,17 @@ class Agent:
         said: list[str] = []
         again = False
         for call in completion.tool_calls:
+            inner = tools.peek_thoughts(call.arguments)
+            if inner and not thoughts:
+                self._emit("thought", inner)
+            spoken = call.name == "send_message"  # shown as the message itself, not as a call
+            if not spoken:
+                self._emit("call", call.arguments, name=call.name)
             outcome = await tools.execute(self, call.name, call.arguments)
-            if outcome.thoughts and not thoughts:
-                self._emit("thought", outcome.thoughts)
-            self._emit("call", call.arguments, name=call.name)
             if outcome.sent_message:
                 said.append(outcome.sent_message)
-            self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
+            if not (spoken and outcome.ok):
+                self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
             again = again or not outcome.ok or outcome.request_heartbeat
             self.append(self.new_message(
                 "tool", "tool_result",

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     llm_max_response_tokens: int = 1024
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
+    llm_retry_backoff: float = Field(default=0.5, ge=0)
     llm_max_concurrency: int = 16
     llm_tool_choice: str = "auto"
 

@@ -76,14 +76,17 @@ class Engine(CommandsMixin):
             max_response_tokens=settings.llm_max_response_tokens,
             timeout=settings.llm_timeout,
             max_retries=settings.llm_max_retries,
+            retry_backoff=settings.llm_retry_backoff,
             max_concurrency=settings.llm_max_concurrency,
             tool_choice=settings.llm_tool_choice,
         )
+        self._embedding_openai = self._embedding_client() if embedder is None else None
+        self._owns_embedder = embedder is None
         self.embedder = embedder or make_embedder(
             settings.embedding_provider,
             model_dir=settings.local_embedding_model_dir,
             cache_dir=settings.models_dir,
-            openai_client=self._embedding_client(),
+            openai_client=self._embedding_openai,
             openai_model=settings.embedding_model,
         )
         self.vectors = VectorIndex(
@@ -133,7 +136,10 @@ class Engine(CommandsMixin):
                 pass
         await self.store.close()
         await self.llm.aclose()
-        await self.embedder.aclose()
+        if self._owns_embedder:
+            await self.embedder.aclose()
+        if self._embedding_openai is not None:
+            await self._embedding_openai.close()
         await self.vectors.aclose()
 
     async def __aenter__(self) -> Engine:

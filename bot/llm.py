@@ -76,6 +76,7 @@ class LLMClient:
         max_response_tokens: int = 1024,
         timeout: float = 60.0,
         max_retries: int = 3,
+        retry_backoff: float = 0.5,
         max_concurrency: int = 16,
         tool_choice: str = "auto",
     ) -> None:
@@ -87,6 +88,7 @@ class LLMClient:
         self.temperature = temperature
         self.max_response_tokens = max_response_tokens
         self.max_retries = max_retries
+        self.retry_backoff = retry_backoff
         self.tool_choice = tool_choice
         self._slots = asyncio.Semaphore(max_concurrency)
 
@@ -153,7 +155,7 @@ class LLMClient:
             except openai.OpenAIError as error:  # e.g. a malformed response body
                 raise LLMError(_describe(error)) from error
             attempt += 1
-            backoff = delay if delay is not None else min(8.0, 0.5 * 2 ** (attempt - 1))
+            backoff = delay if delay is not None else min(8.0, self.retry_backoff * 2 ** (attempt - 1))
             backoff = min(backoff, 30.0) * (0.8 + 0.4 * random.random())
             log.warning("LLM call failed (attempt %d), retrying in %.1fs", attempt, backoff)
             await asyncio.sleep(backoff)

@@ -82,7 +82,6 @@ class ToolOutcome:
     ok: bool
     message: str
     request_heartbeat: bool = False
-    thoughts: str | None = None
     sent_message: str | None = None
 
 
@@ -142,6 +141,15 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     )
 
 
+def peek_thoughts(raw: str) -> str | None:
+    """The inner_thoughts argument of a call, if it can be read (for showing it first)."""
+    try:
+        thoughts = parse_arguments(raw).get("inner_thoughts")
+    except ToolError:
+        return None
+    return thoughts if isinstance(thoughts, str) and thoughts.strip() else None
+
+
 def _coerce(param: Param, value: Any) -> Any:
     if param.kind == "string":
         if isinstance(value, str):
@@ -170,9 +178,8 @@ def _coerce(param: Param, value: Any) -> Any:
     )
 
 
-def bind_arguments(spec: ToolSpec, args: dict[str, Any]) -> tuple[dict[str, Any], bool, str | None]:
-    """Check and coerce arguments; returns (kwargs, request_heartbeat, inner_thoughts)."""
-    thoughts = args.get("inner_thoughts")
+def bind_arguments(spec: ToolSpec, args: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Check and coerce arguments; returns (kwargs, request_heartbeat)."""
     heartbeat = False
     if spec.heartbeat and args.get("request_heartbeat") is not None:
         heartbeat = _coerce(Param("request_heartbeat", "boolean", ""), args["request_heartbeat"])
@@ -189,7 +196,7 @@ def bind_arguments(spec: ToolSpec, args: dict[str, Any]) -> tuple[dict[str, Any]
         raise ToolError(
             f"Missing required argument(s): {', '.join(missing)}. {spec.name} needs: {wanted}."
         )
-    return kwargs, heartbeat, thoughts if isinstance(thoughts, str) else None
+    return kwargs, heartbeat
 
 
 # --- implementations ------------------------------------------------------------------------
@@ -360,20 +367,16 @@ async def execute(agent: Agent, name: str, raw_arguments: str) -> ToolOutcome:
     if spec is None:
         known = ", ".join(TOOLS)
         return ToolOutcome(False, f"There is no function named {name!r}. Available: {known}.")
-    thoughts = None
     try:
-        args = parse_arguments(raw_arguments)
-        kwargs, heartbeat, thoughts = bind_arguments(spec, args)
+        kwargs, heartbeat = bind_arguments(spec, parse_arguments(raw_arguments))
         result = await spec.run(agent, **kwargs)
     except ToolError as error:
-        return ToolOutcome(False, str(error), thoughts=thoughts)
+        return ToolOutcome(False, str(error))
     except Exception as error:  # a storage or embedding fault must not end the turn
         log.exception("function %s failed for agent %s", name, agent.id)
         return ToolOutcome(
             False, f"{name} failed because of an internal error ({type(error).__name__})."
-            " Try again later or continue without it.", thoughts=thoughts,
+            " Try again later or continue without it.",
         )
     sent = kwargs.get("message") if spec.name == "send_message" else None
-    return ToolOutcome(
-        True, result, heartbeat or spec.always_continue, thoughts=thoughts, sent_message=sent
-    )
+    return ToolOutcome(True, result, heartbeat or spec.always_continue, sent_message=sent)

