@@ -334,13 +334,15 @@ class Agent:
         context = self.services.context
         await self.fit_context()
         for attempt in range(OVERFLOW_RETRIES + 1):
-            messages, _ = context.assemble(self, utcnow())
+            messages, tokens = context.assemble(self, utcnow())
             try:
                 completion = await self.services.llm.chat(messages, context.tools)
             except ContextOverflow:
                 if attempt == OVERFLOW_RETRIES:
                     break
-                target = context.budget.target // (2**attempt)
+                # Our count said it fits, the server disagrees: trust the server and shrink
+                # the prompt well below what was just rejected.
+                target = min(context.budget.target, tokens // 2) // (2**attempt)
                 log.info("context overflow for %s; evicting to %d tokens", self.id, target)
                 await self.evict(target)
                 continue

@@ -47,7 +47,9 @@ def context_window_for(model: str) -> int:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # --- LLM (any OpenAI-compatible endpoint) ---
     llm_base_url: str = "https://api.openai.com/v1"

@@ -79,15 +79,15 @@ MIGRATIONS: list[str] = [
         INSERT INTO messages_fts(messages_fts, rowid, text, sender_name, agent_tag)
         VALUES ('delete', old.id, old.text, old.sender_name, old.agent_tag);
     END;
-    CREATE TRIGGER messages_fts_update_old AFTER UPDATE OF text, sender_name ON messages
-    WHEN old.text IS NOT NULL BEGIN
+    -- One trigger, so the old row is removed before the new one is added (SQLite does not
+    -- promise an order between separate triggers). Unchanged text is left alone.
+    CREATE TRIGGER messages_fts_update AFTER UPDATE OF text, sender_name ON messages
+    WHEN old.text IS NOT new.text OR old.sender_name IS NOT new.sender_name BEGIN
         INSERT INTO messages_fts(messages_fts, rowid, text, sender_name, agent_tag)
-        VALUES ('delete', old.id, old.text, old.sender_name, old.agent_tag);
-    END;
-    CREATE TRIGGER messages_fts_update_new AFTER UPDATE OF text, sender_name ON messages
-    WHEN new.text IS NOT NULL BEGIN
+        SELECT 'delete', old.id, old.text, old.sender_name, old.agent_tag
+        WHERE old.text IS NOT NULL;
         INSERT INTO messages_fts(rowid, text, sender_name, agent_tag)
-        VALUES (new.id, new.text, new.sender_name, new.agent_tag);
+        SELECT new.id, new.text, new.sender_name, new.agent_tag WHERE new.text IS NOT NULL;
     END;
     CREATE TABLE passages (
         id TEXT PRIMARY KEY,
