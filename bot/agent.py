@@ -110,12 +110,15 @@ class Agent:
     # --- the turn buffer ------------------------------------------------------------------------
 
     def _reset_turn(self) -> None:
+        self._clear_writes()
+        self._result = TurnResult()
+        self._sink: EventSink | None = None
+
+    def _clear_writes(self) -> None:
         self._new: list[Message] = []
         self._updated: set[int] = set()
         self._statements: list[Statement] = []
         self._dirty_core = False
-        self._result = TurnResult()
-        self._sink: EventSink | None = None
 
     def _emit(self, kind: str, text: str, name: str | None = None, ok: bool = True) -> None:
         if self._sink is not None:
@@ -211,6 +214,7 @@ class Agent:
     async def commit(self) -> None:
         await self.services.store.commit(self.commit_statements())
         self.archival.mark_committed(self.id)
+        self._clear_writes()
 
     async def abandon(self) -> None:
         """Forget uncommitted work (the engine reloads the agent from the database)."""

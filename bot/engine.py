@@ -296,6 +296,11 @@ class Engine(CommandsMixin):
             agent_id, text, sender_name=sender_name, sender_id=sender_id,
             external_id=external_id, spec=spec, kind=kind,
         )
+        return await self.answer(message, on_event)
+
+    async def answer(self, message: Message, on_event: EventSink | None = None) -> TurnResult:
+        """Wait for the turn that answers an accepted message (running it if it is our turn)."""
+        agent_id = message.agent_id
         slot = self.slot(agent_id)
         future: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
         slot.waiters[message.id] = future

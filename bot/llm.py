@@ -155,7 +155,9 @@ class LLMClient:
             except openai.OpenAIError as error:  # e.g. a malformed response body
                 raise LLMError(_describe(error)) from error
             attempt += 1
-            backoff = delay if delay is not None else min(8.0, self.retry_backoff * 2 ** (attempt - 1))
+            if delay is None:
+                delay = min(8.0, self.retry_backoff * 2 ** (attempt - 1))
+            backoff = delay
             backoff = min(backoff, 30.0) * (0.8 + 0.4 * random.random())
             log.warning("LLM call failed (attempt %d), retrying in %.1fs", attempt, backoff)
             await asyncio.sleep(backoff)

@@ -216,6 +216,8 @@ class TerminalChat:
                     self.show(AgentEvent("call", call.arguments, call.name))
         elif message.role == "tool":
             data = json.loads(message.content or "{}")
+            if message.tool_name == "send_message" and data.get("status") == "OK":
+                return  # the message itself was shown with its call
             self.show(AgentEvent("result", str(data.get("message", "")), message.tool_name,
                                  data.get("status") == "OK"))
 

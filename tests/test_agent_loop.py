@@ -58,7 +58,8 @@ async def test_failed_calls_come_back_as_errors_the_model_can_fix(
 ) -> None:
     llm.push(
         call("send_mesage", message="typo"),
-        raw_call("core_memory_append", '{"label": "human", "content": "likes tea", "request_heartbeat": true,}'),
+        raw_call("core_memory_append",
+                 '{"label": "human", "content": "likes tea", "request_heartbeat": true,}'),
         call("core_memory_replace", label="human", old_content="not there", new_content="x",
              request_heartbeat=True),
         call("core_memory_append", label="nope", content="x", request_heartbeat=True),
@@ -110,7 +111,7 @@ async def test_plain_text_reply_reaches_user_and_is_stored_as_send_message(
     assert result.replies == ["Just plain words."]
     await engine.send("cli:a", "more", spec=SPEC)
     history = llm.requests[-1]["messages"]
-    synthesized = [m for m in history if m["role"] == "assistant"][0]
+    synthesized = next(m for m in history if m["role"] == "assistant")
     assert synthesized["tool_calls"][0]["function"]["name"] == "send_message"
 
 
