@@ -13,6 +13,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -260,10 +261,15 @@ class Engine(CommandsMixin):
         external_id: str | None = None,
         spec: AgentSpec | None = None,
         kind: str = "user_message",
+        created_at: datetime | None = None,
+        pending: bool = True,
     ) -> Message:
-        """Durably record an incoming event as pending; it is answered by a later turn."""
+        """Durably record an incoming event as pending; it is answered by a later turn.
+
+        With pending=False the message is only recorded into recall memory (importing history).
+        """
         agent = await self.agent(agent_id, spec)
-        now = utcnow()
+        now = created_at or utcnow()
         time_text = local_time_text(now, self.tz)
         if kind == "user_message":
             content = pack_user_message(text, sender_name, sender_id, time_text)
@@ -273,7 +279,7 @@ class Engine(CommandsMixin):
         message = Message(
             id=self.store.allocate_message_id(), agent_id=agent_id, role="user", kind=kind,
             content=content, created_at=now, text=said, sender_name=sender_name,
-            sender_id=sender_id, in_context=False, pending=True, external_id=external_id,
+            sender_id=sender_id, in_context=False, pending=pending, external_id=external_id,
         )
         await self.store.commit([(INSERT_MESSAGE, message.row(agent_tag(agent_id)))])
         agent.recall_count += 1
