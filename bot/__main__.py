@@ -55,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnemocord: invalid configuration: {problems}", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=str(settings.data_dir / "mnemocord.log") if args.command == "chat" else None,
-    )
+    if args.command != "discord":  # the bot sets up discord.py's own logging
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=str(settings.data_dir / "mnemocord.log") if args.command == "chat" else None,
+        )
     try:
         if args.command == "chat":
             asyncio.run(_chat(settings, args))

@@ -293,6 +293,48 @@ class CommandsMixin:
                 "exported_at": iso(utcnow()),
             }
 
+    async def forget_sender(
+        self: Engine, agent_id: str, sender_id: str, names: list[str]
+    ) -> dict[str, int]:
+        """Erase what a shared agent stores about one person: their messages (recall and
+        context), core memory lines naming them, and archival passages naming them."""
+        async with self.slot(agent_id).lock:
+            agent = await self.agent(agent_id)
+            needles = [sender_id, *names]
+            message_ids = [
+                int(r[0]) for r in await self.store.fetchall(
+                    "SELECT id FROM messages WHERE agent_id=? AND sender_id=?",
+                    (agent_id, sender_id),
+                )
+            ]
+            lines_before = sum(b.value.count("\n") + 1 for b in agent.core.blocks.values())
+            for block in agent.core.blocks.values():
+                block.value = _without_lines_about(block.value, needles)
+            lines_after = sum(b.value.count("\n") + 1 for b in agent.core.blocks.values())
+            agent.core_changed()
+            doomed = [p.id for p in await self.archival.all_passages(agent_id)
+                      if any(n.lower() in p.text.lower() for n in needles if n)]
+            statements = agent.commit_statements()
+            if message_ids:
+                marks = ",".join("?" * len(message_ids))
+                statements.append((f"DELETE FROM messages WHERE agent_id=? AND id IN ({marks})",
+                                   (agent_id, *message_ids)))
+            if doomed:
+                marks = ",".join("?" * len(doomed))
+                statements.append((f"DELETE FROM passages WHERE agent_id=? AND id IN ({marks})",
+                                   (agent_id, *doomed)))
+            await self.store.commit(statements)
+            await self.vectors.delete(agent_id, doomed)
+            await self.reload(agent_id)
+            return {"messages": len(message_ids), "core_lines": lines_before - lines_after,
+                    "passages": len(doomed)}
+
+    async def agents_with_sender(self: Engine, sender_id: str) -> list[str]:
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT agent_id FROM messages WHERE sender_id=?", (sender_id,)
+        )
+        return [r[0] for r in rows]
+
     async def reset(self: Engine, agent_id: str) -> None:
         """Erase the agent and all its memory; it is created afresh on next use."""
         async with self.slot(agent_id).lock:
@@ -305,6 +347,13 @@ class CommandsMixin:
                 ("DELETE FROM agents WHERE id=?", (agent_id,)),
             ])
             self._agents.pop(agent_id, None)
+
+
+def _without_lines_about(text: str, needles: list[str]) -> str:
+    lowered = [n.lower() for n in needles if n]
+    return "\n".join(
+        line for line in text.split("\n") if not any(n in line.lower() for n in lowered)
+    )
 
 
 def _loads(text: str) -> dict[str, Any]:

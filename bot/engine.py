@@ -356,6 +356,19 @@ class Engine(CommandsMixin):
         """Inject a system event (heartbeat, system_alert, login) and let the agent react."""
         return await self.send(agent_id, text, kind=kind, on_event=on_event)
 
+    # --- adapter settings (e.g. how a Discord channel is served) ------------------------------
+
+    async def get_setting(self, key: str, default: Any = None) -> Any:
+        value = await self.store.scalar("SELECT value FROM kv WHERE key=?", (key,))
+        return default if value is None else json.loads(value)
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        await self.store.commit([(
+            "INSERT INTO kv (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (key, json.dumps(value)),
+        )])
+
     async def pending_agent_ids(self) -> list[str]:
         rows = await self.store.fetchall(
             "SELECT DISTINCT agent_id FROM messages WHERE pending=1 ORDER BY agent_id"

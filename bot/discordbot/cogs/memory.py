@@ -1,0 +1,253 @@
+"""Slash commands that mirror the terminal: /memory, /pop, /heartbeat, /memorywarning, /dump,
+/save, /load, /retry, /summarize, /search, /persona, /attach."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import personas
+from bot.agent import TurnResult
+from bot.commands import CommandError
+from bot.discordbot.delivery import deliver, turn_texts
+from bot.discordbot.permissions import require_memory_access
+from bot.discordbot.rendering import split_message
+from bot.discordbot.routing import Route
+from bot.messages import Message
+
+if TYPE_CHECKING:
+    from bot.discordbot.bot import Mnemocord
+
+log = logging.getLogger(__name__)
+
+Interaction = discord.Interaction["Mnemocord"]
+MAX_ATTACHMENT_BYTES = 2_000_000
+
+
+async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True) -> None:
+    """Answer with any amount of text: the first chunk as the response, the rest as followups."""
+    chunks = split_message(text) or ["(nothing)"]
+    for chunk in chunks:
+        if interaction.response.is_done():
+            await interaction.followup.send(chunk, ephemeral=ephemeral,
+                                            allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await interaction.response.send_message(
+                chunk, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
+
+
+def quote(text: str) -> str:
+    return "\n".join(f"> {line}" for line in text.split("\n")) if text else "> *(empty)*"
+
+
+def render_stored(message: Message) -> str:
+    when = discord.utils.format_dt(message.created_at, "f")
+    if message.kind == "user_message":
+        return f"{when} **{message.sender_name or 'user'}**: {message.text}"
+    if message.role == "assistant":
+        parts = [f"💭 *{message.content}*"] if message.content else []
+        if message.text:
+            parts.append(f"🤖 {message.text}")
+        parts += [f"⚡ `{c.name}`" for c in message.tool_calls if c.name != "send_message"]
+        return f"{when} " + " ".join(parts)
+    if message.role == "tool":
+        return f"{when} ⚡ result of `{message.tool_name}`"
+    return f"{when} ⚙ {message.kind}"
+
+
+class MemoryCog(commands.Cog):
+    def __init__(self, bot: Mnemocord) -> None:
+        self.bot = bot
+
+    @property
+    def engine(self):  # type: ignore[no-untyped-def]
+        return self.bot.engine
+
+    async def _agent_route(self, interaction: Interaction) -> Route:
+        route = await require_memory_access(interaction)
+        await self.engine.agent(route.agent_id, route.spec)  # create on first use
+        return route
+
+    async def _turn_followup(self, interaction: Interaction, result: TurnResult) -> None:
+        texts = turn_texts(result)
+        if not texts:
+            await interaction.followup.send("*(the agent took a step but said nothing)*")
+            return
+        first, *rest = texts
+        chunks = split_message(first)
+        await interaction.followup.send(
+            chunks[0], allowed_mentions=discord.AllowedMentions(everyone=False, roles=False,
+                                                                users=False))
+        remaining = ["\n".join(chunks[1:])] if chunks[1:] else []
+        if interaction.channel is not None and (remaining or rest):
+            await deliver(interaction.channel, remaining + rest, reply_to=None, ping=[])
+
+    @app_commands.command(name="memory", description="Show core memory and memory counts.")
+    async def memory(self, interaction: Interaction) -> None:
+        route = await self._agent_route(interaction)
+        view = await self.engine.memory(route.agent_id)
+        lines = [f"**Memory of `{route.agent_id}`**"]
+        for block in view.blocks:
+            value = str(block["value"])
+            lines.append(f"**{block['label']}** ({len(value)}/{block['limit']} characters)")
+            lines.append(quote(value))
+        if view.summary:
+            lines += ["**Summary of older conversation**", quote(view.summary)]
+        lines.append(f"{view.in_context} messages in context · {view.recall_count} in recall"
+                     f" memory · {view.archival_count} passages in archival memory")
+        await respond(interaction, "\n".join(lines))
+
+    @app_commands.command(name="pop", description="Undo the last messages.")
+    @app_commands.describe(n="How many messages to remove (default 3).")
+    async def pop(self, interaction: Interaction, n: app_commands.Range[int, 1, 50] = 3) -> None:
+        route = await self._agent_route(interaction)
+        try:
+            removed = await self.engine.pop(route.agent_id, n)
+        except CommandError as error:
+            await respond(interaction, str(error))
+            return
+        await respond(interaction, f"Removed the last {removed} messages.")
+
+    @app_commands.command(name="heartbeat", description="Wake the agent for a step.")
+    async def heartbeat(self, interaction: Interaction) -> None:
+        route = await self._agent_route(interaction)
+        await interaction.response.defer(thinking=True)
+        await self._turn_followup(interaction, await self.engine.heartbeat(route.agent_id))
+
+    @app_commands.command(name="memorywarning",
+                          description="Send the agent a memory-pressure warning.")
+    async def memorywarning(self, interaction: Interaction) -> None:
+        route = await self._agent_route(interaction)
+        await interaction.response.defer(thinking=True)
+        await self._turn_followup(interaction, await self.engine.memory_warning(route.agent_id))
+
+    @app_commands.command(name="retry", description="Answer the last message again.")
+    async def retry(self, interaction: Interaction) -> None:
+        route = await self._agent_route(interaction)
+        await interaction.response.defer(thinking=True)
+        try:
+            result = await self.engine.retry(route.agent_id)
+        except CommandError as error:
+            await interaction.followup.send(str(error), ephemeral=True)
+            return
+        await self._turn_followup(interaction, result)
+
+    @app_commands.command(name="dump", description="Show the last stored messages.")
+    @app_commands.describe(n="How many messages (default 10).")
+    async def dump(self, interaction: Interaction, n: app_commands.Range[int, 1, 100] = 10) -> None:
+        route = await self._agent_route(interaction)
+        messages = await self.engine.dump(route.agent_id, n)
+        text = "\n".join(render_stored(m) for m in messages) or "No messages yet."
+        await respond(interaction, text)
+
+    @app_commands.command(name="save", description="Save a checkpoint of the agent's memory.")
+    @app_commands.describe(name="Checkpoint name (letters, digits, - and _).")
+    async def save(self, interaction: Interaction, name: app_commands.Range[str, 1, 64]) -> None:
+        route = await self._agent_route(interaction)
+        try:
+            await self.engine.save(route.agent_id, name)
+        except CommandError as error:
+            await respond(interaction, str(error))
+            return
+        await respond(interaction, f"Saved checkpoint `{name}`.")
+
+    @app_commands.command(name="load", description="Restore a saved checkpoint.")
+    @app_commands.describe(name="Checkpoint name.")
+    async def load(self, interaction: Interaction, name: app_commands.Range[str, 1, 64]) -> None:
+        route = await self._agent_route(interaction)
+        try:
+            await self.engine.load(route.agent_id, name)
+        except CommandError as error:
+            await respond(interaction, str(error))
+            return
+        await respond(interaction, f"Loaded checkpoint `{name}`. Later messages stay in recall"
+                                   " memory.")
+
+    @load.autocomplete("name")
+    async def _checkpoint_names(self, interaction: Interaction, current: str
+                                ) -> list[app_commands.Choice[str]]:
+        try:
+            route = await require_memory_access(interaction)
+        except app_commands.CheckFailure:
+            return []
+        names = await self.engine.checkpoints(route.agent_id)
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+
+    @app_commands.command(name="summarize", description="Fold older messages into the summary.")
+    async def summarize(self, interaction: Interaction) -> None:
+        route = await self._agent_route(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        evicted = await self.engine.summarize(route.agent_id)
+        await interaction.followup.send(
+            f"Summarized {evicted} messages." if evicted else "Nothing to summarize yet.",
+            ephemeral=True)
+
+    @app_commands.command(name="search", description="Search the agent's memory.")
+    @app_commands.describe(where="Recall (past messages) or archival (stored notes).",
+                           query="What to look for.", page="Result page, from 0.")
+    async def search(self, interaction: Interaction, where: Literal["recall", "archival"],
+                     query: app_commands.Range[str, 1, 300],
+                     page: app_commands.Range[int, 0, 1000] = 0) -> None:
+        route = await self._agent_route(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            if where == "recall":
+                result = await self.engine.search_recall(route.agent_id, query, page)
+                lines = [result.header()] + [render_stored(m) for m in result.items]
+            else:
+                found = await self.engine.search_archival(route.agent_id, query, page)
+                lines = [f"{found.total} passages, page {page} of 0-{found.pages - 1}:"]
+                lines += [f"• {p.text}" for p in found.items]
+        except CommandError as error:
+            lines = [str(error)]
+        await respond(interaction, "\n".join(lines))
+
+    @app_commands.command(name="persona", description="Change who the agent is.")
+    @app_commands.describe(name="A persona from the bot's personas folder.",
+                           text="Or your own persona text.")
+    async def persona(self, interaction: Interaction, name: str | None = None,
+                      text: app_commands.Range[str, 1, 2000] | None = None) -> None:
+        route = await self._agent_route(interaction)
+        if (name is None) == (text is None):
+            await respond(interaction, "Give either a persona `name` or your own `text`.")
+            return
+        try:
+            if name is not None:
+                text = personas.read(self.bot.settings.personas_dir, name)
+            await self.engine.set_persona(route.agent_id, text or "")
+        except ValueError as error:  # unknown/invalid name, over the block limit
+            await respond(interaction, str(error))
+            return
+        await respond(interaction, "Persona updated.")
+
+    @persona.autocomplete("name")
+    async def _persona_names(self, interaction: Interaction, current: str
+                             ) -> list[app_commands.Choice[str]]:
+        names = personas.list_names(self.bot.settings.personas_dir)
+        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+
+    @app_commands.command(name="attach", description="Store a text file in archival memory.")
+    @app_commands.describe(file="A UTF-8 text file (at most 2 MB).")
+    async def attach(self, interaction: Interaction, file: discord.Attachment) -> None:
+        route = await self._agent_route(interaction)
+        if file.size > MAX_ATTACHMENT_BYTES:
+            await respond(interaction, "That file is larger than 2 MB.")
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        data = await file.read()
+        if b"\x00" in data[:4096]:
+            await interaction.followup.send("That looks like a binary file; attach a text file.",
+                                            ephemeral=True)
+            return
+        try:
+            count = await self.engine.attach(route.agent_id, data.decode("utf-8", "replace"),
+                                             source=file.filename)
+        except CommandError as error:
+            await interaction.followup.send(str(error), ephemeral=True)
+            return
+        await interaction.followup.send(
+            f"Stored `{file.filename}` in archival memory ({count} passages).", ephemeral=True)

@@ -1,0 +1,70 @@
+"""`mnemocord discord`: start the bot, with one clear line for every startup problem."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+import discord
+import openai
+
+from bot.config import Settings
+from bot.discordbot.bot import Mnemocord
+from bot.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """A problem the person running the bot must fix; the message says how."""
+
+
+async def check_llm(engine: Engine) -> None:
+    """Fail fast when the LLM endpoint is unreachable or rejects the key."""
+    settings = engine.settings
+    try:
+        await asyncio.wait_for(engine.llm.client.models.list(), timeout=15)
+    except (openai.APIConnectionError, TimeoutError):
+        raise StartupError(f"cannot reach the LLM server at {settings.llm_base_url};"
+                           " check LLM_BASE_URL and that the server is running") from None
+    except openai.AuthenticationError:
+        raise StartupError("the LLM server rejected LLM_API_KEY") from None
+    except openai.APIStatusError:
+        pass  # reachable; some servers simply do not implement /models
+
+
+async def serve(settings: Settings, *, check: bool = True) -> None:
+    token = settings.discord_token.get_secret_value().strip()
+    if not token:
+        raise StartupError("DISCORD_TOKEN is not set (see .env.example)")
+    async with Engine(settings) as engine:
+        if check:
+            await check_llm(engine)
+        bot = Mnemocord(engine, settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        try:
+            async with bot:
+                await bot.start(token)
+        except discord.LoginFailure:
+            raise StartupError("Discord rejected DISCORD_TOKEN; copy the bot token again from"
+                               " the developer portal (Bot → Reset Token)") from None
+        except discord.PrivilegedIntentsRequired:
+            raise StartupError("the Message Content intent is not enabled; turn it on in the"
+                               " developer portal (Bot → Privileged Gateway Intents)") from None
+
+
+def run_bot(settings: Settings) -> int:
+    discord.utils.setup_logging(level=getattr(logging, settings.log_level.upper(), logging.INFO),
+                                root=True)
+    try:
+        asyncio.run(serve(settings))
+    except StartupError as error:
+        print(f"mnemocord: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
