@@ -15,6 +15,7 @@ from bot.memory.core import CoreMemory
 from bot.memory.recall import SearchPage
 from bot.messages import Message, iso, utcnow
 from bot.personas import _checked as checked_name
+from bot.privacy import Matcher, doomed_message_ids
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -296,38 +297,30 @@ class CommandsMixin:
     async def forget_sender(
         self: Engine, agent_id: str, sender_id: str, names: list[str]
     ) -> dict[str, int]:
-        """Erase what a shared agent stores about one person: their messages (recall and
-        context), core memory lines naming them, and archival passages naming them."""
+        """Erase one person from a shared agent (see bot/privacy.py for exactly what goes)."""
+        mentions = Matcher(sender_id, names)
         async with self.slot(agent_id).lock:
             agent = await self.agent(agent_id)
-            needles = [sender_id, *names]
-            message_ids = [
-                int(r[0]) for r in await self.store.fetchall(
-                    "SELECT id FROM messages WHERE agent_id=? AND sender_id=?",
-                    (agent_id, sender_id),
-                )
-            ]
-            lines_before = sum(b.value.count("\n") + 1 for b in agent.core.blocks.values())
+            rows = await self.store.fetchall(
+                "SELECT id, role, sender_id, content, text, tool_calls FROM messages"
+                " WHERE agent_id=? ORDER BY id", (agent_id,))
+            message_ids = doomed_message_ids(rows, sender_id, mentions)
             for block in agent.core.blocks.values():
-                block.value = _without_lines_about(block.value, needles)
-            lines_after = sum(b.value.count("\n") + 1 for b in agent.core.blocks.values())
+                block.value = mentions.scrub_lines(block.value)
+            agent.summary = mentions.scrub_sentences(agent.summary)
             agent.core_changed()
-            doomed = [p.id for p in await self.archival.all_passages(agent_id)
-                      if any(n.lower() in p.text.lower() for n in needles if n)]
+            passages = [p.id for p in await self.archival.all_passages(agent_id)
+                        if mentions(p.text)]
             statements = agent.commit_statements()
-            if message_ids:
-                marks = ",".join("?" * len(message_ids))
-                statements.append((f"DELETE FROM messages WHERE agent_id=? AND id IN ({marks})",
-                                   (agent_id, *message_ids)))
-            if doomed:
-                marks = ",".join("?" * len(doomed))
-                statements.append((f"DELETE FROM passages WHERE agent_id=? AND id IN ({marks})",
-                                   (agent_id, *doomed)))
+            for table, ids in (("messages", message_ids), ("passages", passages)):
+                if ids:
+                    marks = ",".join("?" * len(ids))
+                    statements.append((f"DELETE FROM {table} WHERE agent_id=? AND id IN ({marks})",
+                                       (agent_id, *ids)))
             await self.store.commit(statements)
-            await self.vectors.delete(agent_id, doomed)
+            await self.vectors.delete(agent_id, passages)
             await self.reload(agent_id)
-            return {"messages": len(message_ids), "core_lines": lines_before - lines_after,
-                    "passages": len(doomed)}
+            return {"messages": len(message_ids), "passages": len(passages)}
 
     async def agents_with_sender(self: Engine, sender_id: str) -> list[str]:
         rows = await self.store.fetchall(
@@ -347,13 +340,6 @@ class CommandsMixin:
                 ("DELETE FROM agents WHERE id=?", (agent_id,)),
             ])
             self._agents.pop(agent_id, None)
-
-
-def _without_lines_about(text: str, needles: list[str]) -> str:
-    lowered = [n.lower() for n in needles if n]
-    return "\n".join(
-        line for line in text.split("\n") if not any(n in line.lower() for n in lowered)
-    )
 
 
 def _loads(text: str) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from tests.llm_server import ScriptedLLM
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Discord fixtures (emulator world + running bot) live in their own module.
+pytest_plugins = ["tests.discord_world"]
+
 
 @pytest.fixture
 async def llm() -> AsyncIterator[ScriptedLLM]:

@@ -5,74 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
-import discord
-import pytest
-
-from bot.config import Settings
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
-from tests.discord_emulator import DiscordEmulator, run_client
-from tests.discord_emulator.models import Channel, Guild, User
-from tests.llm_server import ScriptedLLM, call, last_user_text
-
-MANAGE_GUILD = discord.Permissions(manage_guild=True).value
-
-
-@dataclass
-class World:
-    emu: DiscordEmulator
-    llm: ScriptedLLM
-    settings: Settings
-    guild: Guild
-    general: Channel
-    alice: User
-    bob: User
-    carol: User  # has Manage Server
-    outsider: User  # member of another guild only
-
-    def mention(self) -> str:
-        return f"<@{self.emu.bot_user.id}>"
-
-
-@pytest.fixture
-async def world(make_settings: Callable[..., Settings], llm: ScriptedLLM
-                ) -> AsyncIterator[World]:
-    emu = DiscordEmulator(bot_name="Mnemocord")
-    await emu.start()
-    guild = emu.create_guild("Test Guild", owner=emu.owner)
-    admins = emu.create_role(guild, "Admins", permissions=MANAGE_GUILD)
-    users = [emu.create_user(n, global_name=n.capitalize()) for n in ("alice", "bob", "carol")]
-    for user in users:
-        emu.add_member(guild, user, roles=[admins] if user.username == "carol" else [])
-    outsider = emu.create_user("olga", global_name="Olga")
-    emu.add_member(emu.create_guild("Other Guild", owner=outsider), outsider)
-    general = emu.create_text_channel(guild, "general")
-    try:
-        yield World(emu, llm, make_settings(discord_token="unused"), guild, general, *users,
-                    outsider)
-    finally:
-        await emu.stop()
-
-
-@pytest.fixture
-async def bot(world: World) -> AsyncIterator[Mnemocord]:
-    async with Engine(world.settings) as engine:
-        async with run_client(world.emu, Mnemocord(engine, world.settings)) as client:
-            yield client
-
-
-async def next_reply(world: World, channel: Channel) -> Any:
-    """The bot's next conversational message in a channel (not a slash-command response)."""
-    return await world.emu.wait_for_bot_message(
-        channel, lambda m: not m.ephemeral and m.interaction is None)
-
-
-def reply_with(text: str) -> Any:
-    return call("send_message", message=text)
+from tests.discord_emulator import run_client
+from tests.discord_world import World, next_reply, reply_with
+from tests.llm_server import call, last_user_text
 
 
 async def test_startup_syncs_once_and_owner_can_force(world: World) -> None:
@@ -125,18 +64,20 @@ async def test_ignores_unaddressed_messages_bots_and_everyone(world: World,
 
 async def test_dm_memory_persists_across_a_bot_restart(world: World) -> None:
     for round_number in range(2):
-        async with Engine(world.settings) as engine:
-            async with run_client(world.emu, Mnemocord(engine, world.settings)):
-                if round_number == 0:
-                    world.llm.push(
-                        call("core_memory_append", label="human", content="Alice plays oboe.",
-                             request_heartbeat=True),
-                        reply_with("An oboist!"))
-                    await world.emu.user_sends_dm(world.alice, "I play the oboe")
-                else:
-                    world.llm.push(reply_with("Still the oboe?"))
-                    await world.emu.user_sends_dm(world.alice, "remember me?")
-                reply = await next_reply(world, world.emu.dm_channel(world.alice))
+        async with (
+            Engine(world.settings) as engine,
+            run_client(world.emu, Mnemocord(engine, world.settings)),
+        ):
+            if round_number == 0:
+                world.llm.push(
+                    call("core_memory_append", label="human", content="Alice plays oboe.",
+                         request_heartbeat=True),
+                    reply_with("An oboist!"))
+                await world.emu.user_sends_dm(world.alice, "I play the oboe")
+            else:
+                world.llm.push(reply_with("Still the oboe?"))
+                await world.emu.user_sends_dm(world.alice, "remember me?")
+            reply = await next_reply(world, world.emu.dm_channel(world.alice))
     assert reply.content == "Still the oboe?"
     system = world.llm.requests[-1]["messages"][0]["content"]
     assert "Alice plays oboe." in system

@@ -55,6 +55,9 @@ async def serve(settings: Settings, *, check: bool = True) -> None:
         except discord.PrivilegedIntentsRequired:
             raise StartupError("the Message Content intent is not enabled; turn it on in the"
                                " developer portal (Bot → Privileged Gateway Intents)") from None
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
 
 
 def run_bot(settings: Settings) -> int:
