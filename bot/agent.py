@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +52,19 @@ EventSink = Callable[[AgentEvent], None]
 
 
 @dataclass
+class Outgoing:
+    """A reply waiting in the outbox: `target` is the adapter's address of the message it
+    answers (for Discord "channel_id:message_id")."""
+
+    id: str
+    target: str
+    text: str
+
+
+INSERT_OUTBOX = "INSERT INTO outbox (id, agent_id, target, text, created_at) VALUES (?,?,?,?,?)"
+
+
+@dataclass
 class TurnResult:
     replies: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -58,6 +72,12 @@ class TurnResult:
     llm_calls: int = 0
     llm_seconds: float = 0.0
     answered_ids: list[int] = field(default_factory=list)
+    outbox: list[Outgoing] = field(default_factory=list)
+
+    @property
+    def texts(self) -> list[str]:
+        """What the person should see, in order: the agent's messages, then any notices."""
+        return [text for text in (*self.replies, *self.notices) if text.strip()]
 
 
 @dataclass
@@ -239,9 +259,22 @@ class Agent:
             log.warning("turn of %s stopped: %s", self.id, error)
             self.notice(f"Sorry, I couldn't think just now: {error} Your message is saved.")
         result = self._result
+        self._queue_for_delivery(inputs, result)
         await self.commit()
         self._reset_turn()
         return result
+
+    def _queue_for_delivery(self, inputs: list[Message], result: TurnResult) -> None:
+        """Adapters that address replies (external ids) get them through the outbox, committed
+        with the turn, so a crash before delivery cannot lose them."""
+        target = next((m.external_id for m in reversed(inputs) if m.external_id), None)
+        if target is None:
+            return
+        now = iso(utcnow())
+        for text in result.texts:
+            outgoing = Outgoing(uuid.uuid4().hex, target, text)
+            result.outbox.append(outgoing)
+            self._statements.append((INSERT_OUTBOX, (outgoing.id, self.id, target, text, now)))
 
     async def _steps(self) -> None:
         cap = self.services.step_cap

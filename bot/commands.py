@@ -336,6 +336,7 @@ class CommandsMixin:
             await self.store.commit([
                 ("DELETE FROM messages WHERE agent_id=?", (agent_id,)),
                 ("DELETE FROM usage WHERE agent_id=?", (agent_id,)),
+                ("DELETE FROM outbox WHERE agent_id=?", (agent_id,)),
                 drop_passages,
                 ("DELETE FROM agents WHERE id=?", (agent_id,)),
             ])

@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot import personas
-from bot.agent import Agent, EventSink, Services, TurnResult
+from bot.agent import Agent, EventSink, Outgoing, Services, TurnResult
 from bot.commands import CommandsMixin
 from bot.config import Settings
 from bot.context import Budget, ContextWindow
@@ -224,6 +224,8 @@ class Engine(CommandsMixin):
             Block(r["label"], r["value"], r["char_limit"], r["position"]) for r in block_rows
         ]
         queue = await self.recall.in_context(agent_id)
+        archival_count = await self.archival.count(agent_id)
+        await self._reconcile_archival(agent_id, archival_count)
         agent = Agent(
             self.services,
             agent_id=agent_id,
@@ -234,12 +236,23 @@ class Engine(CommandsMixin):
             core_updated_at=parse_iso(row["core_updated_at"]) if row["core_updated_at"] else None,
             warning_sent=bool(row["warning_sent"]),
             recall_count=await self.recall.count(agent_id),
-            archival_count=await self.archival.count(agent_id),
+            archival_count=archival_count,
             options=json.loads(row["options"] or "{}"),
         )
         if row["paused_until"]:
             agent.paused_until = parse_iso(row["paused_until"])
         return agent
+
+    async def _reconcile_archival(self, agent_id: str, stored: int) -> None:
+        """A crash can leave Chroma and SQLite apart (a vector whose turn never committed, or a
+        committed passage whose vector was lost); SQLite is the truth."""
+        try:
+            if await self.vectors.count(agent_id) != stored:
+                added, removed = await self.archival.reconcile(agent_id)
+                log.warning("archival index of %s repaired: %d re-indexed, %d orphans removed",
+                            agent_id, added, removed)
+        except Exception:  # an unreachable embedder must not keep the agent from loading
+            log.exception("could not check the archival index of %s", agent_id)
 
     async def reload(self, agent_id: str) -> Agent:
         """Drop the in-memory agent and load it again from the database (the source of truth)."""
@@ -368,6 +381,21 @@ class Engine(CommandsMixin):
             " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, json.dumps(value)),
         )])
+
+    async def undelivered(self) -> list[tuple[str, Outgoing]]:
+        """Replies committed but not yet delivered (after a crash), oldest first."""
+        rows = await self.store.fetchall(
+            "SELECT * FROM outbox WHERE delivered_at IS NULL ORDER BY created_at, rowid"
+        )
+        return [(r["agent_id"], Outgoing(r["id"], r["target"], r["text"])) for r in rows]
+
+    async def mark_delivered(self, outbox_ids: list[str]) -> None:
+        if outbox_ids:
+            marks = ",".join("?" * len(outbox_ids))
+            await self.store.commit([(
+                f"UPDATE outbox SET delivered_at=? WHERE id IN ({marks})",
+                (iso(utcnow()), *outbox_ids),
+            )])
 
     async def pending_agent_ids(self) -> list[str]:
         rows = await self.store.fetchall(

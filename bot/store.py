@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +120,62 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # 2: replies wait in an outbox, committed with their turn, until the adapter delivered them.
+    """
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        target TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        delivered_at TEXT
+    );
+    CREATE INDEX outbox_undelivered ON outbox(created_at) WHERE delivered_at IS NULL;
+    CREATE INDEX messages_by_sender ON messages(sender_id) WHERE sender_id IS NOT NULL;
+    """,
+    # 2: dense recall. Message vectors are computed in the background after commit (the queue is
+    # filled by triggers, so every path that stores a message is covered); recall_state counts
+    # changes per agent so an in-memory search cache knows when to reload.
+    """
+    CREATE TABLE message_vectors (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- write order: caches fetch only what is new
+        message_id INTEGER NOT NULL UNIQUE,
+        agent_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL  -- float32, little-endian, L2-normalised
+    );
+    CREATE INDEX message_vectors_by_agent ON message_vectors(agent_id, seq);
+    CREATE TABLE vector_queue (message_id INTEGER PRIMARY KEY);
+    CREATE TABLE recall_state (
+        agent_id TEXT PRIMARY KEY,
+        changes INTEGER NOT NULL DEFAULT 0,  -- deletions and edits of searchable messages
+        texts INTEGER NOT NULL DEFAULT 0  -- searchable messages (text not null)
+    );
+    INSERT INTO vector_queue (message_id) SELECT id FROM messages WHERE text IS NOT NULL;
+    INSERT INTO recall_state (agent_id, texts)
+        SELECT agent_id, COUNT(*) FROM messages WHERE text IS NOT NULL GROUP BY agent_id;
+    CREATE TRIGGER recall_insert AFTER INSERT ON messages WHEN new.text IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO vector_queue (message_id) VALUES (new.id);
+        INSERT INTO recall_state (agent_id, texts) VALUES (new.agent_id, 1)
+            ON CONFLICT (agent_id) DO UPDATE SET texts = texts + 1;
+    END;
+    CREATE TRIGGER recall_delete AFTER DELETE ON messages WHEN old.text IS NOT NULL BEGIN
+        DELETE FROM vector_queue WHERE message_id = old.id;
+        DELETE FROM message_vectors WHERE message_id = old.id;
+        INSERT INTO recall_state (agent_id, changes, texts) VALUES (old.agent_id, 1, 0)
+            ON CONFLICT (agent_id) DO UPDATE SET changes = changes + 1, texts = texts - 1;
+    END;
+    CREATE TRIGGER recall_update AFTER UPDATE OF text, sender_name ON messages
+    WHEN old.text IS NOT new.text OR old.sender_name IS NOT new.sender_name BEGIN
+        DELETE FROM message_vectors WHERE message_id = old.id;
+        DELETE FROM vector_queue WHERE message_id = old.id AND new.text IS NULL;
+        INSERT OR IGNORE INTO vector_queue (message_id) SELECT new.id WHERE new.text IS NOT NULL;
+        INSERT INTO recall_state (agent_id, changes, texts) VALUES
+            (new.agent_id, 1, (new.text IS NOT NULL) - (old.text IS NOT NULL))
+            ON CONFLICT (agent_id) DO UPDATE
+            SET changes = changes + 1, texts = texts + excluded.texts;
+    END;
+    """,
 ]
 
 
@@ -134,6 +190,8 @@ class Store:
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._next_message_id = 1
+        # Called after every successful commit (e.g. to wake the background recall indexer).
+        self.after_commit: list[Callable[[], None]] = []
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -211,3 +269,5 @@ class Store:
                 await self.db.rollback()
                 raise
             await self.db.commit()
+        for listener in self.after_commit:
+            listener()

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from bot.discordbot.bot import Mnemocord
-from bot.engine import Engine
+from bot.engine import AgentSpec, Engine
 from tests.discord_emulator import run_client
 from tests.discord_world import World, next_reply, reply_with
 from tests.llm_server import call, last_user_text
@@ -225,3 +225,35 @@ async def test_messages_arriving_while_thinking_are_answered_in_order(
     second = await next_reply(world, dm)
     assert first.content == "one"
     assert second.content in ("one | two | three", "one | two")  # batched, in order
+
+
+async def test_after_a_crash_replies_are_delivered_once_and_pending_messages_answered(
+    world: World,
+) -> None:
+    dm = world.emu.dm_channel(world.alice)
+    asked = await world.emu.user_sends_dm(world.alice, "question one")  # bot is offline
+    unanswered = await world.emu.user_sends_dm(world.alice, "question two")
+    async with Engine(world.settings) as engine:
+        # The last run committed the answer to question one, then died before sending it...
+        world.llm.push(reply_with("answer one"))
+        await engine.send(f"dm:{world.alice.id}", "question one", sender_name="Alice",
+                          external_id=f"{dm.id}:{asked.id}", spec=AgentSpec(human="basic"))
+    assert [m.content for m in world.emu.bot_messages(dm)] == []
+    async with Engine(world.settings) as engine:
+        # ...and accepted question two without answering it.
+        await engine.accept(f"dm:{world.alice.id}", "question two", sender_name="Alice",
+                            external_id=f"{dm.id}:{unanswered.id}")
+        world.llm.push(reply_with("answer two"))
+        async with run_client(world.emu, Mnemocord(engine, world.settings)):
+            first = await next_reply(world, dm)
+            second = await next_reply(world, dm)
+        assert await engine.undelivered() == [] and await engine.pending_agent_ids() == []
+    assert (first.content, int(first.reference["message_id"])) == ("answer one", asked.id)
+    assert (second.content, int(second.reference["message_id"])) == ("answer two",
+                                                                      unanswered.id)
+    async with (
+        Engine(world.settings) as engine,
+        run_client(world.emu, Mnemocord(engine, world.settings)),
+    ):
+        pass  # a further restart delivers nothing twice
+    assert [m.content for m in world.emu.bot_messages(dm)] == ["answer one", "answer two"]

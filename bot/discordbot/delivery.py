@@ -10,7 +10,6 @@ from typing import Any
 
 import discord
 
-from bot.agent import TurnResult
 from bot.discordbot.rendering import split_message
 
 log = logging.getLogger(__name__)
@@ -47,31 +46,30 @@ def mentions_for(user_ids: list[int]) -> discord.AllowedMentions:
     )
 
 
-def turn_texts(result: TurnResult) -> list[str]:
-    return [text for text in (*result.replies, *result.notices) if text.strip()]
-
-
 async def deliver(
     channel: discord.abc.Messageable,
-    texts: list[str],
+    text: str,
     *,
     reply_to: discord.Message | discord.PartialMessage | None,
     ping: list[int],
-) -> list[discord.Message]:
-    """Send texts (split at Discord's limit), the first as a reply. Failures are logged once
-    and never raised: the turn is already committed."""
-    sent: list[discord.Message] = []
+    nonce: str | None = None,
+) -> bool:
+    """Send text, split at Discord's limit, the first chunk as a reply. Returns False only for
+    a transient failure worth retrying later; errors are logged, never raised (the turn is
+    already committed). With a nonce, Discord drops a repeat of a chunk it already has."""
     mentions = mentions_for(ping)
-    for text in texts:
-        for chunk in split_message(text):
-            kwargs: dict[str, Any] = {"allowed_mentions": mentions}
-            if reply_to is not None and not sent:
-                kwargs["reference"] = reply_to.to_reference(fail_if_not_exists=False)
-            try:
-                sent.append(await channel.send(chunk, **kwargs))
-            except discord.Forbidden:
-                log.warning("missing permission to send in channel %s", getattr(channel, "id", "?"))
-                return sent
-            except discord.HTTPException as error:
-                log.warning("could not send a reply chunk: %s", error)
-    return sent
+    for index, chunk in enumerate(split_message(text)):
+        kwargs: dict[str, Any] = {"allowed_mentions": mentions}
+        if reply_to is not None and index == 0:
+            kwargs["reference"] = reply_to.to_reference(fail_if_not_exists=False)
+        if nonce is not None:
+            kwargs["nonce"] = f"{nonce[:20]}{index}"  # Discord allows 25 characters
+        try:
+            await channel.send(chunk, **kwargs)
+        except (discord.Forbidden, discord.NotFound) as error:
+            log.warning("cannot send in channel %s: %s", getattr(channel, "id", "?"), error)
+            return True  # permanent: retrying would fail the same way
+        except discord.HTTPException as error:
+            log.warning("could not send a reply: %s", error)
+            return False
+    return True

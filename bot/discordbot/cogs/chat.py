@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
 
-from bot.discordbot.delivery import deliver, keep_typing, turn_texts
+from bot.agent import Outgoing
+from bot.discordbot.delivery import deliver, keep_typing
 from bot.discordbot.rendering import describe_attachments, resolve_mentions
 from bot.discordbot.routing import Route, addressed_to_bot, route_for
 
@@ -59,34 +60,58 @@ class ChatCog(commands.Cog):
             result = await engine.answer(accepted)
         if result.answered_ids and result.answered_ids[-1] != accepted.id:
             return  # answered together with later messages: the last one's handler replies
-        await deliver(message.channel, turn_texts(result), reply_to=message, ping=[author.id])
+        await self.deliver_outbox(result.outbox, channel=message.channel, reply_to=message,
+                                  ping=[author.id])
 
-    @commands.Cog.listener()
-    async def on_ready(self) -> None:
-        if self._resumed:
-            return
-        self._resumed = True
-        for agent_id in await self.bot.engine.pending_agent_ids():
-            self.bot.track(asyncio.create_task(self.resume(agent_id)))
+    async def deliver_outbox(
+        self,
+        items: list[Outgoing],
+        *,
+        channel: discord.abc.Messageable | None = None,
+        reply_to: discord.Message | discord.PartialMessage | None = None,
+        ping: list[int] | None = None,
+    ) -> None:
+        """Deliver committed replies and mark them delivered; the first replies to the
+        message it answers."""
+        for index, item in enumerate(items):
+            target_channel, target_message = channel, reply_to
+            if target_channel is None:
+                target_channel, target_message = await self._locate(item.target)
+                if target_channel is None:
+                    await self.bot.engine.mark_delivered([item.id])  # the channel is gone
+                    continue
+            done = await deliver(target_channel, item.text,
+                                 reply_to=target_message if index == 0 else None,
+                                 ping=ping or [], nonce=item.id)
+            if done:
+                await self.bot.engine.mark_delivered([item.id])
 
-    async def resume(self, agent_id: str) -> None:
-        """Answer messages accepted before a crash or shutdown, where they were asked."""
-        engine = self.bot.engine
-        pending = await engine.recall.pending(agent_id)
-        origin = next((m.external_id for m in reversed(pending) if m.external_id), None)
-        result = await engine.resume(agent_id)
-        if origin is None or not turn_texts(result):
-            return
-        channel_id, _, message_id = origin.partition(":")
+    async def _locate(self, target: str) -> tuple[Any, Any]:
+        channel_id, _, message_id = target.partition(":")
         try:
             channel = self.bot.get_channel(int(channel_id)) or await self.bot.fetch_channel(
                 int(channel_id))
-        except discord.HTTPException as error:
-            log.warning("cannot deliver resumed answer for %s: %s", agent_id, error)
-            return
+        except (discord.HTTPException, ValueError) as error:
+            log.warning("cannot find channel %s to deliver a reply: %s", channel_id, error)
+            return None, None
         if not isinstance(channel, discord.abc.Messageable):
+            return None, None
+        partial = getattr(channel, "get_partial_message", None)
+        return channel, partial(int(message_id)) if partial and message_id.isdigit() else None
+
+    @commands.Cog.listener()
+    async def on_ready(self) -> None:
+        """After a crash or restart: deliver committed replies, then answer what was accepted
+        but never answered."""
+        if self._resumed:
             return
-        reply_to = channel.get_partial_message(int(message_id)) if hasattr(
-            channel, "get_partial_message") else None
-        senders = [int(m.sender_id) for m in pending if m.sender_id and m.sender_id.isdigit()]
-        await deliver(channel, turn_texts(result), reply_to=reply_to, ping=senders[-1:])
+        self._resumed = True
+        engine = self.bot.engine
+        for _, item in await engine.undelivered():
+            await self.deliver_outbox([item])
+        for agent_id in await engine.pending_agent_ids():
+            self.bot.track(asyncio.create_task(self.resume(agent_id)))
+
+    async def resume(self, agent_id: str) -> None:
+        result = await self.bot.engine.resume(agent_id)
+        await self.deliver_outbox(result.outbox)

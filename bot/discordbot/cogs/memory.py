@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot import personas
 from bot.agent import TurnResult
 from bot.commands import CommandError
-from bot.discordbot.delivery import deliver, turn_texts
+from bot.discordbot.delivery import deliver
 from bot.discordbot.permissions import require_memory_access
 from bot.discordbot.rendering import split_message
 from bot.discordbot.routing import Route
@@ -73,7 +73,7 @@ class MemoryCog(commands.Cog):
         return route
 
     async def _turn_followup(self, interaction: Interaction, result: TurnResult) -> None:
-        texts = turn_texts(result)
+        texts = result.texts
         if not texts:
             await interaction.followup.send("*(the agent took a step but said nothing)*")
             return
@@ -83,8 +83,9 @@ class MemoryCog(commands.Cog):
             chunks[0], allowed_mentions=discord.AllowedMentions(everyone=False, roles=False,
                                                                 users=False))
         remaining = ["\n".join(chunks[1:])] if chunks[1:] else []
-        if interaction.channel is not None and (remaining or rest):
-            await deliver(interaction.channel, remaining + rest, reply_to=None, ping=[])
+        if interaction.channel is not None:
+            for text in remaining + rest:
+                await deliver(interaction.channel, text, reply_to=None, ping=[])
 
     @app_commands.command(name="memory", description="Show core memory and memory counts.")
     async def memory(self, interaction: Interaction) -> None:
