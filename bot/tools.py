@@ -131,7 +131,7 @@ def parse_arguments(raw: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             try:
                 value = ast.literal_eval(attempt)  # single quotes, True/False/None
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
         if isinstance(value, dict):
             return {str(k): v for k, v in value.items()}

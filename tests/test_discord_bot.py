@@ -257,3 +257,17 @@ async def test_after_a_crash_replies_are_delivered_once_and_pending_messages_ans
     ):
         pass  # a further restart delivers nothing twice
     assert [m.content for m in world.emu.bot_messages(dm)] == ["answer one", "answer two"]
+
+
+async def test_small_text_attachments_reach_the_agent(world: World, bot: Mnemocord) -> None:
+    world.llm.push(call("archival_memory_insert", content="Recipe: flour, water, salt.",
+                        request_heartbeat=True), reply_with("Saved your recipe."))
+    await world.emu.user_sends_dm(world.alice, "please remember this file",
+                                  attachments=[("recipe.txt", b"flour, water, salt", "text/plain"),
+                                               ("photo.png", b"\x89PNG....", "image/png")])
+    reply = await next_reply(world, world.emu.dm_channel(world.alice))
+    assert reply.content == "Saved your recipe."
+    said = json.loads(world.llm.requests[0]["messages"][-1]["content"])["message"]
+    assert "[attached file recipe.txt]\nflour, water, salt\n[end of file]" in said
+    assert "[attached file: photo.png (image/png" in said
+    assert (await bot.engine.memory(f"dm:{world.alice.id}")).archival_count == 1

@@ -34,15 +34,39 @@ def resolve_mentions(message: discord.Message, bot_id: int | None = None) -> str
     return _MENTION.sub(name, text).strip()
 
 
-def describe_attachments(message: discord.Message) -> str:
-    notes = []
+INLINE_TEXT_BYTES = 64_000
+TEXT_SUFFIXES = (".txt", ".md", ".csv", ".json", ".log", ".py", ".yaml", ".yml", ".toml")
+
+
+def is_small_text(attachment: discord.Attachment) -> bool:
+    kind = (attachment.content_type or "").split(";")[0]
+    textual = kind.startswith("text/") or attachment.filename.lower().endswith(TEXT_SUFFIXES)
+    return textual and attachment.size <= INLINE_TEXT_BYTES
+
+
+async def read_attachments(message: discord.Message) -> str:
+    """Small text files are shown to the agent in full (so it can store them in archival
+    memory when asked); other files are described."""
+    parts = []
     for attachment in message.attachments:
-        size = f"{attachment.size / 1024:.1f} KB"
-        kind = attachment.content_type or "unknown type"
-        label = attachment.description or ""
-        notes.append(f"[attached file: {attachment.filename} ({kind}, {size}){label and ' — '}"
-                     f"{label}]")
-    return "\n".join(notes)
+        if is_small_text(attachment):
+            try:
+                data = await attachment.read()
+            except discord.HTTPException:
+                data = b""
+            if data and b"\x00" not in data[:4096]:
+                text = data.decode("utf-8", "replace")
+                parts.append(f"[attached file {attachment.filename}]\n{text}\n[end of file]")
+                continue
+        parts.append(describe_attachment(attachment))
+    return "\n".join(parts)
+
+
+def describe_attachment(attachment: discord.Attachment) -> str:
+    size = f"{attachment.size / 1024:.1f} KB"
+    kind = attachment.content_type or "unknown type"
+    label = f" — {attachment.description}" if attachment.description else ""
+    return f"[attached file: {attachment.filename} ({kind}, {size}){label}]"
 
 
 def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:

@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.agent import Outgoing
 from bot.discordbot.delivery import deliver, keep_typing
-from bot.discordbot.rendering import describe_attachments, resolve_mentions
+from bot.discordbot.rendering import read_attachments, resolve_mentions
 from bot.discordbot.routing import Route, addressed_to_bot, route_for
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class ChatCog(commands.Cog):
         ):
             return
         text = "\n".join(part for part in (resolve_mentions(message, me.id),
-                                           describe_attachments(message)) if part)
+                                           await read_attachments(message)) if part)
         if not text:
             return  # e.g. only a mention, or content hidden without the Message Content intent
         task = asyncio.current_task()

@@ -67,8 +67,11 @@ class MemoryCog(commands.Cog):
     def engine(self):  # type: ignore[no-untyped-def]
         return self.bot.engine
 
-    async def _agent_route(self, interaction: Interaction) -> Route:
+    async def _agent_route(self, interaction: Interaction, *, private: bool = True) -> Route:
+        """Check access, acknowledge at once (loading an agent may take longer than Discord's
+        3-second deadline), then make sure the agent exists."""
         route = await require_memory_access(interaction)
+        await interaction.response.defer(ephemeral=private, thinking=True)
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
 
@@ -115,21 +118,18 @@ class MemoryCog(commands.Cog):
 
     @app_commands.command(name="heartbeat", description="Wake the agent for a step.")
     async def heartbeat(self, interaction: Interaction) -> None:
-        route = await self._agent_route(interaction)
-        await interaction.response.defer(thinking=True)
+        route = await self._agent_route(interaction, private=False)
         await self._turn_followup(interaction, await self.engine.heartbeat(route.agent_id))
 
     @app_commands.command(name="memorywarning",
                           description="Send the agent a memory-pressure warning.")
     async def memorywarning(self, interaction: Interaction) -> None:
-        route = await self._agent_route(interaction)
-        await interaction.response.defer(thinking=True)
+        route = await self._agent_route(interaction, private=False)
         await self._turn_followup(interaction, await self.engine.memory_warning(route.agent_id))
 
     @app_commands.command(name="retry", description="Answer the last message again.")
     async def retry(self, interaction: Interaction) -> None:
-        route = await self._agent_route(interaction)
-        await interaction.response.defer(thinking=True)
+        route = await self._agent_route(interaction, private=False)
         try:
             result = await self.engine.retry(route.agent_id)
         except CommandError as error:
@@ -181,7 +181,6 @@ class MemoryCog(commands.Cog):
     @app_commands.command(name="summarize", description="Fold older messages into the summary.")
     async def summarize(self, interaction: Interaction) -> None:
         route = await self._agent_route(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
         evicted = await self.engine.summarize(route.agent_id)
         await interaction.followup.send(
             f"Summarized {evicted} messages." if evicted else "Nothing to summarize yet.",
@@ -194,7 +193,6 @@ class MemoryCog(commands.Cog):
                      query: app_commands.Range[str, 1, 300],
                      page: app_commands.Range[int, 0, 1000] = 0) -> None:
         route = await self._agent_route(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             if where == "recall":
                 result = await self.engine.search_recall(route.agent_id, query, page)
@@ -238,7 +236,6 @@ class MemoryCog(commands.Cog):
         if file.size > MAX_ATTACHMENT_BYTES:
             await respond(interaction, "That file is larger than 2 MB.")
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         data = await file.read()
         if b"\x00" in data[:4096]:
             await interaction.followup.send("That looks like a binary file; attach a text file.",
