@@ -48,6 +48,19 @@ async def read_stdin(prompt: str) -> str | None:
         return None
 
 
+def readable_arguments(raw: str) -> str:
+    """Function arguments as name=value, without the bookkeeping ones (shown elsewhere)."""
+    try:
+        arguments = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    if not isinstance(arguments, dict):
+        return raw
+    hidden = ("inner_thoughts", "request_heartbeat")
+    return ", ".join(f"{key}={json.dumps(value, ensure_ascii=False)}"
+                     for key, value in arguments.items() if key not in hidden)
+
+
 def read_text_file(path: Path) -> str:
     """A text file for /attach, with clear errors for what cannot be attached."""
     path = path.expanduser()
@@ -84,7 +97,8 @@ class TerminalChat:
         if event.kind == "thought":
             self.console.print(f"[dim italic]💭 {text}[/]")
         elif event.kind == "call":
-            self.console.print(f"[yellow]⚡ {escape(event.name or '')}({text})[/]")
+            arguments = escape(readable_arguments(event.text))
+            self.console.print(f"[yellow]⚡ {escape(event.name or '')}({arguments})[/]")
         elif event.kind == "result":
             status = "[green]OK[/]" if event.ok else "[red]Failed[/]"
             self.console.print(f"[yellow]⚡ {status}[/] [dim]{text}[/]")
