@@ -207,7 +207,8 @@ class Agent:
             statements.append((
                 "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?"
                 " WHERE id=? AND agent_id=?",
-                (in_context, pending, *self._mutable_fields(message), message_id, self.id),
+                (in_context, pending, message.content, message.text,
+                 message.tool_calls_json(), message_id, self.id),
             ) if message else (
                 "UPDATE messages SET in_context=0, pending=0 WHERE id=? AND agent_id=?",
                 (message_id, self.id),
@@ -216,11 +217,6 @@ class Agent:
             statements += self.core.save_statements(self.id, iso(self.core_updated_at or utcnow()))
         statements.append(self.state_statement())
         return statements + self._statements
-
-    @staticmethod
-    def _mutable_fields(message: Message) -> tuple[Any, ...]:
-        calls = message.row("")[9]
-        return message.content, message.text, calls
 
     def state_statement(self) -> Statement:
         return (

@@ -14,7 +14,7 @@ from bot.memory.archival import PassagePage
 from bot.memory.core import CoreMemory
 from bot.memory.recall import SearchPage
 from bot.messages import Message, iso, utcnow
-from bot.personas import _checked as checked_name
+from bot.personas import checked_name
 from bot.privacy import Matcher, doomed_message_ids
 
 if TYPE_CHECKING:

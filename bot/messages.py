@@ -73,8 +73,11 @@ class Message:
             message["tool_call_id"] = self.tool_call_id
         return message
 
+    def tool_calls_json(self) -> str | None:
+        return json.dumps([c.to_openai() for c in self.tool_calls]) if self.tool_calls else None
+
     def row(self, tag: str) -> tuple[Any, ...]:
-        calls = json.dumps([c.to_openai() for c in self.tool_calls]) if self.tool_calls else None
+        calls = self.tool_calls_json()
         return (
             self.id, self.agent_id, tag, self.role, self.kind, self.content, self.text,
             self.sender_name, self.sender_id, calls, self.tool_call_id, self.tool_name,

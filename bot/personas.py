@@ -12,7 +12,7 @@ class PersonaError(ValueError):
     pass
 
 
-def _checked(name: str) -> str:
+def checked_name(name: str) -> str:
     name = name.strip().removesuffix(".txt")
     if not _NAME.fullmatch(name):
         raise PersonaError(
@@ -29,7 +29,7 @@ def list_names(folder: Path) -> list[str]:
 
 def read(folder: Path, name: str, kind: str = "persona") -> str:
     """The text of `folder/name.txt`; names are checked so no path can leave the folder."""
-    path = folder / f"{_checked(name)}.txt"
+    path = folder / f"{checked_name(name)}.txt"
     if not path.is_file():
         available = ", ".join(list_names(folder)) or "none"
         raise PersonaError(f"No {kind} named {name!r}. Available: {available}.")
