@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import personas
+from bot.discordbot.cogs.memory import persona_choices
 from bot.discordbot.permissions import (
     require_admin,
     require_memory_access,
@@ -155,8 +156,7 @@ class AdminCog(commands.Cog):
     @channel.autocomplete("persona")
     async def _persona_names(self, interaction: Interaction, current: str
                              ) -> list[app_commands.Choice[str]]:
-        names = personas.list_names(self.bot.settings.personas_dir)
-        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+        return persona_choices(self.bot, current)
 
     @app_commands.command(name="sync", description="Re-register slash commands (bot owner).")
     async def sync(self, interaction: Interaction) -> None:

@@ -40,6 +40,12 @@ async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True
                 chunk, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
 
+def persona_choices(bot: Mnemocord, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for persona names from the personas folder (Discord shows at most 25)."""
+    names = personas.list_names(bot.settings.personas_dir)
+    return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+
+
 def quote(text: str) -> str:
     return "\n".join(f"> {line}" for line in text.split("\n")) if text else "> *(empty)*"
 
@@ -226,8 +232,7 @@ class MemoryCog(commands.Cog):
     @persona.autocomplete("name")
     async def _persona_names(self, interaction: Interaction, current: str
                              ) -> list[app_commands.Choice[str]]:
-        names = personas.list_names(self.bot.settings.personas_dir)
-        return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
+        return persona_choices(self.bot, current)
 
     @app_commands.command(name="attach", description="Store a text file in archival memory.")
     @app_commands.describe(file="A UTF-8 text file (at most 2 MB).")
