@@ -80,6 +80,22 @@ class TurnResult:
         return [text for text in (*self.replies, *self.notices) if text.strip()]
 
 
+def queue_replies(agent_id: str, inputs: list[Message], result: TurnResult) -> list[Statement]:
+    """Adapters that address replies (external ids) get them through the outbox, committed
+    with the turn, so a crash before delivery cannot lose them. Returns the statements to
+    commit and adds the items to result.outbox."""
+    target = next((m.external_id for m in reversed(inputs) if m.external_id), None)
+    if target is None:
+        return []
+    now = iso(utcnow())
+    statements: list[Statement] = []
+    for text in result.texts:
+        outgoing = Outgoing(uuid.uuid4().hex, target, text)
+        result.outbox.append(outgoing)
+        statements.append((INSERT_OUTBOX, (outgoing.id, agent_id, target, text, now)))
+    return statements
+
+
 @dataclass
 class Services:
     """What every agent shares: storage, memory tiers, the context window and the LLM."""
@@ -199,8 +215,14 @@ class Agent:
     def commit_statements(self) -> list[Statement]:
         statements: list[Statement] = [(INSERT_MESSAGE, m.row(self.tag)) for m in self._new]
         new_ids = {m.id for m in self._new}
-        by_id = {m.id: m for m in self.queue}
-        for message_id in sorted(self._updated - new_ids):
+        wanted = self._updated - new_ids
+        by_id: dict[int, Message] = {}
+        for message in reversed(self.queue):  # usually the turn's inputs, at the end
+            if len(by_id) == len(wanted):
+                break
+            if message.id in wanted:
+                by_id[message.id] = message
+        for message_id in sorted(wanted):
             message = by_id.get(message_id)
             in_context = int(message.in_context) if message else 0
             pending = int(message.pending) if message else 0
@@ -261,16 +283,7 @@ class Agent:
         return result
 
     def _queue_for_delivery(self, inputs: list[Message], result: TurnResult) -> None:
-        """Adapters that address replies (external ids) get them through the outbox, committed
-        with the turn, so a crash before delivery cannot lose them."""
-        target = next((m.external_id for m in reversed(inputs) if m.external_id), None)
-        if target is None:
-            return
-        now = iso(utcnow())
-        for text in result.texts:
-            outgoing = Outgoing(uuid.uuid4().hex, target, text)
-            result.outbox.append(outgoing)
-            self._statements.append((INSERT_OUTBOX, (outgoing.id, self.id, target, text, now)))
+        self._statements.extend(queue_replies(self.id, inputs, result))
 
     async def _steps(self) -> None:
         cap = self.services.step_cap
@@ -367,7 +380,7 @@ class Agent:
         context = self.services.context
         await self.fit_context()
         for attempt in range(OVERFLOW_RETRIES + 1):
-            messages, tokens = context.assemble(self, utcnow())
+            messages, tokens = context.prompt(self, utcnow())
             try:
                 completion = await self.services.llm.chat(messages, context.tools)
             except ContextOverflow:
@@ -386,7 +399,7 @@ class Agent:
 
     async def fit_context(self) -> None:
         context = self.services.context
-        _, tokens = context.assemble(self, utcnow())
+        tokens = context.count(self, utcnow())
         budget = context.budget
         if tokens >= budget.flush_at:
             await self.evict(budget.target)

@@ -13,7 +13,7 @@ from bot.agent import EventSink, TurnResult
 from bot.memory.archival import PassagePage
 from bot.memory.core import CoreMemory
 from bot.memory.recall import SearchPage
-from bot.messages import Message, iso, utcnow
+from bot.messages import Message, clean_text, iso, utcnow
 from bot.personas import checked_name
 from bot.privacy import Matcher, doomed_message_ids
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from bot.engine import Engine
 
 MAX_ATTACH_CHARS = 2_000_000
+MAX_DUMP = 1_000_000
 
 
 class CommandError(ValueError):
@@ -85,7 +86,8 @@ class CommandsMixin:
         if count < 1:
             raise CommandError("Dump at least one message.")
         await self.agent(agent_id)
-        return await self.recall.recent(agent_id, count)
+        # SQLite's LIMIT is a 64-bit integer; no agent has more messages than this anyway.
+        return await self.recall.recent(agent_id, min(count, MAX_DUMP))
 
     async def save(self: Engine, agent_id: str, name: str) -> None:
         name = self._checkpoint_name(name)
@@ -138,6 +140,8 @@ class CommandsMixin:
             raise CommandError(str(error)) from None
 
     async def checkpoints(self: Engine, agent_id: str) -> list[str]:
+        if not await self.exists(agent_id):
+            return []
         rows = await self.store.fetchall(
             "SELECT name FROM checkpoints WHERE agent_id=? ORDER BY created_at", (agent_id,)
         )
@@ -162,6 +166,7 @@ class CommandsMixin:
             return await self._run_pending(agent_id, on_event)
 
     async def _rewrite_last(self: Engine, agent_id: str, text: str, *, spoken: bool) -> None:
+        text = clean_text(text)
         if not text.strip():
             raise CommandError("Give the new text.")
         async with self.slot(agent_id).lock:
@@ -180,7 +185,7 @@ class CommandsMixin:
                     message.content = text
                 else:
                     continue
-                message.tokens = None
+                message.changed()
                 agent.mark_updated(message)
                 await agent.commit()
                 return
@@ -215,6 +220,7 @@ class CommandsMixin:
 
     async def attach(self: Engine, agent_id: str, text: str, source: str) -> int:
         """Store a document in archival memory; returns the number of passages."""
+        text, source = clean_text(text), clean_text(source)
         if not text.strip():
             raise CommandError("The file is empty.")
         if len(text) > MAX_ATTACH_CHARS:
@@ -267,7 +273,7 @@ class CommandsMixin:
         async with self.slot(agent_id).lock:
             agent = await self.agent(agent_id)
             try:
-                agent.core.set("persona", text.strip())
+                agent.core.set("persona", clean_text(text).strip())
             except ValueError as error:
                 raise CommandError(str(error)) from None
             agent.core_changed()
@@ -318,7 +324,7 @@ class CommandsMixin:
                     statements.append((f"DELETE FROM {table} WHERE agent_id=? AND id IN ({marks})",
                                        (agent_id, *ids)))
             await self.store.commit(statements)
-            await self.vectors.delete(agent_id, passages)
+            await self.archival.delete(agent_id, passages)
             await self.reload(agent_id)
             return {"messages": len(message_ids), "passages": len(passages)}
 

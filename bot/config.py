@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
     local_embedding_model_dir: Path | None = None
+    # Recall search by meaning as well as keywords: auto = when embeddings are local.
+    recall_embeddings: Literal["auto", "on", "off"] = "auto"
 
     # --- Storage ---
     data_dir: Path = Path("data")

@@ -1,20 +1,28 @@
 """Main context: what the model sees on each call, and keeping it inside the window.
 
 Layout: tools, then the system message (instructions, memory status, core memory), then the
-recursive summary of evicted messages (if any), then the FIFO queue of recent messages. The tools
-and the instructions never change, so providers' prompt caching can reuse them.
+recursive summary of evicted messages (if any), then the FIFO queue of recent messages.
+
+Providers' prompt caching reuses the longest prefix a prompt shares with an earlier one, so the
+prompt only changes at its end: the memory status is rendered again only when core memory or the
+summary changes (which changes the prompt there anyway) or when it is STATUS_REFRESH old; every
+event carries its own time. A turn then reuses its previous prompt whole (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bot.llm import LLMClient, LLMError
+from bot import messages
+from bot.llm import LLMClient, LLMError, RawJSON
 from bot.messages import Message, local_time_text, pack_system_event
 from bot.tokens import PER_REPLY_PRIMING, TokenCounter
 
@@ -25,11 +33,21 @@ log = logging.getLogger(__name__)
 
 SUMMARY_WORDS = 150
 MAX_SUMMARY_CHUNKS = 8
+STATUS_REFRESH = timedelta(minutes=10)  # about as long as providers keep a cached prefix
 CLIP_NOTE = "\n[… clipped here: {omitted} more characters. The full text is in recall memory.]"
 
 
 def prompt_text(name: str) -> str:
     return resources.files("bot.prompts").joinpath(name).read_text(encoding="utf-8")
+
+
+@dataclass
+class _QueueCache:
+    queue: list[Message]  # the list it describes (eviction replaces the agent's list)
+    edits: int  # messages.EDITS when it was started
+    tokens: int = 0
+    wires: list[RawJSON] = field(default_factory=list)
+    last: Message | None = None
 
 
 @dataclass
@@ -79,9 +97,20 @@ class ContextWindow:
         self.tz = tz
         self.instructions = prompt_text("system.txt").strip()
         self.summarizer_prompt = prompt_text("summarize.txt")
-        self.tools_tokens = counter.count_tools(tools)
-        self.instructions_tokens = counter.count(self.instructions)
         self._text_tokens: dict[str, int] = {}
+        self._queues: weakref.WeakKeyDictionary[Agent, _QueueCache] = weakref.WeakKeyDictionary()
+        self._status: weakref.WeakKeyDictionary[Agent, tuple[Any, datetime, str]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    # Counted on first use, not at construction: the tokenizer is still loading then.
+    @cached_property
+    def tools_tokens(self) -> int:
+        return self.counter.count_tools(self.tools)
+
+    @cached_property
+    def instructions_tokens(self) -> int:
+        return self.counter.count(self.instructions)
 
     # --- assembly ---------------------------------------------------------------------------
 
@@ -94,17 +123,24 @@ class ContextWindow:
         return count
 
     def memory_status(self, agent: Agent, now: datetime) -> str:
+        """Counts and times as of the last change of core memory or the summary (or at most
+        STATUS_REFRESH ago), so the system message stays the same from call to call."""
+        key = (agent.core_updated_at, agent.summary)
+        cached = self._status.get(agent)
+        if cached and cached[0] == key and timedelta(0) <= now - cached[1] < STATUS_REFRESH:
+            return cached[2]
         edited = (
             local_time_text(agent.core_updated_at, self.tz) if agent.core_updated_at else "never"
         )
-        return (
-            "# Memory status\n"
-            f"Current time: {local_time_text(now, self.tz)}\n"
+        text = (
+            f"# Memory status (as of {local_time_text(now, self.tz)}; each event has its time)\n"
             f"Core memory last edited: {edited}\n"
             f"{agent.recall_count} earlier messages are in recall memory"
             " (conversation_search, conversation_search_date).\n"
             f"{agent.archival_count} passages are in archival memory (archival_memory_search)."
         )
+        self._status[agent] = (key, now, text)
+        return text
 
     def system_parts(self, agent: Agent, now: datetime) -> list[str]:
         core = "# Core memory\n" + agent.core.render()
@@ -119,37 +155,75 @@ class ContextWindow:
         )
         return {"role": "user", "content": pack_system_event("system_alert", text, "")}
 
+    def _prepare(self, message: Message) -> RawJSON:
+        """Count a message's tokens and encode it as sent (clipped if too large), once: both
+        are cached on the message (whoever edits it calls `Message.changed()`)."""
+        if message.tokens is None or message.wire is None:
+            payload = message.to_openai()
+            message.tokens = self.counter.count_message(payload)
+            limit = self.budget.max_message_tokens
+            if message.tokens > limit and payload.get("content"):
+                content = payload["content"]
+                head = self.counter.clip(content, limit)
+                payload["content"] = head + CLIP_NOTE.format(omitted=len(content) - len(head))
+            message.wire = RawJSON(json.dumps(payload, ensure_ascii=False))
+        return message.wire  # type: ignore[return-value]
+
     def message_tokens(self, message: Message) -> int:
-        if message.tokens is None:
-            message.tokens = self.counter.count_message(message.to_openai())
+        self._prepare(message)
+        assert message.tokens is not None
         return message.tokens
 
     def clipped(self, message: Message) -> dict[str, Any]:
-        payload = message.to_openai()
-        limit = self.budget.max_message_tokens
-        if self.message_tokens(message) > limit and payload.get("content"):
-            content = payload["content"]
-            head = self.counter.clip(content, limit)
-            payload["content"] = head + CLIP_NOTE.format(omitted=len(content) - len(head))
-        return payload
+        return dict(json.loads(self._prepare(message)))
 
     def effective_tokens(self, message: Message) -> int:
         return min(self.message_tokens(message), self.budget.max_message_tokens + 40)
 
-    def assemble(self, agent: Agent, now: datetime) -> tuple[list[dict[str, Any]], int]:
-        """The messages for one LLM call and their estimated token count (tools included)."""
+    def _queue(self, agent: Agent) -> _QueueCache:
+        """The agent's queue, encoded and counted. A queue only grows at its end between
+        evictions, so each call handles just the new messages: even one pass over a queue of
+        thousands costs more than the rest of a turn on a small machine."""
+        queue = agent.queue
+        cache = self._queues.get(agent)
+        done = len(cache.wires) if cache else 0
+        if (cache is None or cache.queue is not queue or cache.edits != messages.EDITS
+                or done > len(queue) or (done and queue[done - 1] is not cache.last)):
+            cache = self._queues[agent] = _QueueCache(queue, messages.EDITS)
+            done = 0
+        if done < len(queue):
+            cap = self.budget.max_message_tokens + 40
+            for message in queue[done:]:
+                cache.wires.append(self._prepare(message))
+                cache.tokens += min(message.tokens or 0, cap)
+            cache.last = queue[-1]
+        return cache
+
+    def prompt(self, agent: Agent, now: datetime) -> tuple[list[dict[str, Any] | RawJSON], int]:
+        """The messages for one LLM call (queue messages pre-encoded) and their estimated token
+        count, tools included."""
         parts = self.system_parts(agent, now)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": "\n\n".join(parts)}]
+        prompt: list[dict[str, Any] | RawJSON] = [
+            {"role": "system", "content": "\n\n".join(parts)}
+        ]
         tokens = self.tools_tokens + PER_REPLY_PRIMING + 4
         tokens += sum(self._cached_count(p) for p in parts)
         summary = self.summary_message(agent)
         if summary:
-            messages.append(summary)
+            prompt.append(summary)
             tokens += self._cached_count(summary["content"]) + 4
-        for message in agent.queue:
-            messages.append(self.clipped(message))
-            tokens += self.effective_tokens(message)
-        return messages, tokens
+        queue = self._queue(agent)
+        prompt += queue.wires
+        return prompt, tokens + queue.tokens
+
+    def count(self, agent: Agent, now: datetime) -> int:
+        """The estimated token count of the next call's prompt, without building it."""
+        return self.fixed_tokens(agent, now) + self._queue(agent).tokens
+
+    def assemble(self, agent: Agent, now: datetime) -> tuple[list[dict[str, Any]], int]:
+        """The messages for one LLM call as plain dicts (for inspection) and their token count."""
+        prompt, tokens = self.prompt(agent, now)
+        return [json.loads(m) if isinstance(m, RawJSON) else m for m in prompt], tokens
 
     def fixed_tokens(self, agent: Agent, now: datetime) -> int:
         tokens = self.tools_tokens + PER_REPLY_PRIMING + 4
@@ -171,7 +245,7 @@ class ContextWindow:
         """How many of the oldest queue messages to evict to get under target tokens."""
         queue = agent.queue
         keep_from = max(0, len(queue) - self.budget.keep_last)
-        remaining = self.fixed_tokens(agent, now) + sum(self.effective_tokens(m) for m in queue)
+        remaining = self.count(agent, now)
         cut = 0
         while cut < keep_from and remaining > target:
             remaining -= self.effective_tokens(queue[cut])

@@ -17,8 +17,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot import personas
-from bot.agent import Agent, EventSink, Outgoing, Services, TurnResult
+from bot import personas, redact
+from bot.agent import (
+    Agent,
+    AgentEvent,
+    EventSink,
+    Outgoing,
+    Services,
+    TurnResult,
+    queue_replies,
+)
 from bot.commands import CommandsMixin
 from bot.config import Settings
 from bot.context import Budget, ContextWindow
@@ -27,10 +35,13 @@ from bot.llm import LLMClient
 from bot.memory.archival import ArchivalMemory
 from bot.memory.core import Block, CoreMemory
 from bot.memory.recall import RecallMemory
+from bot.memory.recall_index import RecallIndexer
 from bot.memory.vectors import VectorIndex
 from bot.messages import (
     INSERT_MESSAGE,
     Message,
+    clean_text,
+    is_clean,
     iso,
     local_time_text,
     pack_system_event,
@@ -38,7 +49,7 @@ from bot.messages import (
     parse_iso,
     utcnow,
 )
-from bot.store import Store, agent_tag
+from bot.store import Statement, Store, agent_tag
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS
 
@@ -66,6 +77,8 @@ class _Slot:
 class Engine(CommandsMixin):
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
+        redact.protect(secret.get_secret_value() for secret in (
+            settings.llm_api_key, settings.embedding_api_key, settings.discord_token) if secret)
         self.tz = ZoneInfo(settings.timezone)
         self.store = Store(settings.db_path)
         self.counter = TokenCounter(settings.llm_model)
@@ -95,7 +108,10 @@ class Engine(CommandsMixin):
             host=settings.chroma_host,
             port=settings.chroma_port,
         )
-        self.recall = RecallMemory(self.store, self.tz)
+        dense = self._recall_embeddings()
+        self.recall = RecallMemory(self.store, self.tz, self.embedder if dense else None)
+        # Message vectors are computed after commit, off the turn's path (bot/memory/recall_index).
+        self.recall_indexer = RecallIndexer(self.store, self.embedder) if dense else None
         self.archival = ArchivalMemory(self.store, self.vectors, self.embedder, self.counter)
         budget = Budget(
             window=settings.context_window,
@@ -114,6 +130,12 @@ class Engine(CommandsMixin):
         self._slots: dict[str, _Slot] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
+    def _recall_embeddings(self) -> bool:
+        """Whether recall search also ranks by meaning (each message embedded once, locally by
+        default; "auto" avoids paying a remote endpoint per message unless asked to)."""
+        mode = self.settings.recall_embeddings
+        return mode == "on" or (mode == "auto" and self.settings.embedding_provider == "local")
+
     def _embedding_client(self) -> Any:
         if self.settings.embedding_provider != "openai":
             return None
@@ -129,18 +151,23 @@ class Engine(CommandsMixin):
 
     async def open(self) -> Engine:
         await self.store.open()
+        if self.recall_indexer is not None:
+            self.recall_indexer.start()
         return self
 
     async def aclose(self) -> None:
         for slot in list(self._slots.values()):  # let running turns finish their commit
             async with slot.lock:
                 pass
+        if self.recall_indexer is not None:
+            await self.recall_indexer.aclose()
         await self.store.close()
         await self.llm.aclose()
         if self._owns_embedder:
             await self.embedder.aclose()
         if self._embedding_openai is not None:
             await self._embedding_openai.close()
+        await self.archival.flush()  # Chroma gets every committed passage before it closes
         await self.vectors.aclose()
 
     async def __aenter__(self) -> Engine:
@@ -152,6 +179,8 @@ class Engine(CommandsMixin):
     # --- agents ---------------------------------------------------------------------------------
 
     async def exists(self, agent_id: str) -> bool:
+        if not is_clean(agent_id):
+            return False  # could never have been stored
         return await self.store.scalar("SELECT 1 FROM agents WHERE id=?", (agent_id,)) is not None
 
     async def list_agents(self) -> list[dict[str, Any]]:
@@ -160,6 +189,10 @@ class Engine(CommandsMixin):
 
     async def agent(self, agent_id: str, spec: AgentSpec | None = None) -> Agent:
         """The live agent for a key, loaded from the database or created from spec."""
+        if not is_clean(agent_id):
+            raise ValueError(f"{clean_text(agent_id)[:60]!r} is not a usable agent name (it"
+                             " holds characters that are not valid text).")
+        await self.counter.ready()  # only waits in the first second after start-up
         agent = self._agents.get(agent_id)
         if agent is not None:
             self._agents.move_to_end(agent_id)
@@ -224,6 +257,7 @@ class Engine(CommandsMixin):
             Block(r["label"], r["value"], r["char_limit"], r["position"]) for r in block_rows
         ]
         queue = await self.recall.in_context(agent_id)
+        self.archival.forget(agent_id)  # a load re-reads the truth
         archival_count = await self.archival.count(agent_id)
         await self._reconcile_archival(agent_id, archival_count)
         agent = Agent(
@@ -246,7 +280,12 @@ class Engine(CommandsMixin):
     async def _reconcile_archival(self, agent_id: str, stored: int) -> None:
         """A crash can leave Chroma and SQLite apart (a vector whose turn never committed, or a
         committed passage whose vector was lost); SQLite is the truth."""
+        if stored == 0:
+            # Nothing to re-index, and a search of an empty archive never reaches Chroma: an
+            # agent without passages loads without touching (or even importing) Chroma.
+            return
         try:
+            await self.archival.flush(agent_id)  # committed passages still on their way
             if await self.vectors.count(agent_id) != stored:
                 added, removed = await self.archival.reconcile(agent_id)
                 log.warning("archival index of %s repaired: %d re-indexed, %d orphans removed",
@@ -282,6 +321,10 @@ class Engine(CommandsMixin):
         With pending=False the message is only recorded into recall memory (importing history).
         """
         agent = await self.agent(agent_id, spec)
+        text = clean_text(text)
+        sender_name = clean_text(sender_name) if sender_name is not None else None
+        sender_id = clean_text(sender_id) if sender_id is not None else None
+        external_id = clean_text(external_id) if external_id is not None else None
         now = created_at or utcnow()
         time_text = local_time_text(now, self.tz)
         if kind == "user_message":
@@ -345,8 +388,14 @@ class Engine(CommandsMixin):
             if not isinstance(error, Exception):
                 raise  # cancelled: the messages stay pending and are answered after a restart
             log.exception("turn of %s failed", agent_id)
-            result = TurnResult(notices=["Something went wrong on my side; please try again."])
-            await self._settle(agent_id, inputs)
+            # The person still hears back (through the outbox, like any reply), once: the
+            # answered ids tell the adapter which message's handler delivers it.
+            notice = "Something went wrong on my side; please try again."
+            result = TurnResult(notices=[notice], answered_ids=[
+                m.id for m in inputs if m.kind == "user_message"])
+            if on_event is not None:
+                on_event(AgentEvent("notice", notice))
+            await self._settle(agent_id, inputs, queue_replies(agent_id, inputs, result))
         slot = self.slot(agent_id)
         for message in inputs:
             waiter = slot.waiters.get(message.id)
@@ -354,14 +403,16 @@ class Engine(CommandsMixin):
                 waiter.set_result(result)
         return result
 
-    async def _settle(self, agent_id: str, inputs: list[Message]) -> None:
-        """After a failed turn, keep its inputs in context but stop retrying them."""
+    async def _settle(self, agent_id: str, inputs: list[Message],
+                      replies: list[Statement]) -> None:
+        """After a failed turn, keep its inputs in context but stop retrying them; the notice
+        for the person is committed with that."""
         ids = [m.id for m in inputs]
         marks = ",".join("?" * len(ids))
         await self.store.commit([(
             f"UPDATE messages SET pending=0, in_context=1 WHERE agent_id=? AND id IN ({marks})",
             (agent_id, *ids),
-        )])
+        ), *replies])
         await self.reload(agent_id)
 
     async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None

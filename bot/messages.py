@@ -30,6 +30,21 @@ def local_time_text(moment: datetime, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %I:%M:%S %p %Z%z").strip()
 
 
+def clean_text(text: str) -> str:
+    """Text that can be stored and sent: a terminal or a broken client can hand us unpaired
+    surrogates (e.g. undecodable bytes), which SQLite and JSON-over-HTTP reject. Paired ones
+    are joined, lone ones become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def is_clean(text: str) -> bool:
+    return clean_text(text) is text
+
+
 @dataclass
 class ToolCall:
     id: str
@@ -42,6 +57,9 @@ class ToolCall:
             "type": "function",
             "function": {"name": self.name, "arguments": self.arguments},
         }
+
+
+EDITS = 0  # bumped by Message.changed(): in-place edits of messages already in a queue
 
 
 @dataclass
@@ -64,6 +82,16 @@ class Message:
     pending: bool = False
     external_id: str | None = None
     tokens: int | None = None  # cached token count of to_openai()
+    # Cached JSON of the message as sent to the model (set with tokens; cleared by changed()).
+    wire: str | None = field(default=None, repr=False, compare=False)
+
+    def changed(self) -> None:
+        """Call after editing what the model sees (content, tool calls): drops the cached token
+        count and JSON, and tells context windows that a cached prompt may be stale."""
+        global EDITS
+        self.tokens = None
+        self.wire = None
+        EDITS += 1
 
     def to_openai(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": self.role, "content": self.content}

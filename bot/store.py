@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 Statement = tuple[str, Sequence[Any]]
+T = TypeVar("T")
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we are.
 MIGRATIONS: list[str] = [
@@ -185,25 +186,38 @@ def agent_tag(agent_id: str) -> str:
 
 
 class Store:
+    """SQLite on one dedicated thread: every call is a single hop off the event loop.
+
+    A whole commit (BEGIN, its statements, COMMIT) runs in one hop, so a turn's writes cost one
+    thread round trip instead of one per statement (measured in docs/benchmarks.md). Calls run
+    in submission order; a cancelled caller does not stop a commit already handed to the thread
+    (it lands whole, exactly as if the caller had waited).
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._next_message_id = 1
         # Called after every successful commit (e.g. to wake the background recall indexer).
         self.after_commit: list[Callable[[], None]] = []
 
     @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
+    def db(self) -> sqlite3.Connection:
+        if self._conn is None:
             raise RuntimeError("store is not open")
-        return self._db
+        return self._conn
 
-    async def open(self) -> None:
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        if self._conn is None or self._thread is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+
+    def _connect(self) -> sqlite3.Connection:
         if self.path != Path(":memory:"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",  # WAL + NORMAL survives a process kill; commits stay fast
@@ -211,16 +225,30 @@ class Store:
             "PRAGMA busy_timeout=5000",
             "PRAGMA temp_store=MEMORY",
         ):
-            await self._db.execute(pragma)
-        await self._migrate()
+            conn.execute(pragma)
+        return conn
+
+    async def open(self) -> None:
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._connect
+            )
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
         row = await self.fetchone("SELECT COALESCE(MAX(id), 0) AS top FROM messages")
         self._next_message_id = int(row["top"]) + 1 if row else 1
 
     async def close(self) -> None:
-        if self._db is not None:
-            async with self._write_lock:
-                await self._db.close()
-            self._db = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:  # queued behind every call already submitted
+            await asyncio.get_running_loop().run_in_executor(thread, conn.close)
+        thread.shutdown(wait=False)
 
     async def _migrate(self) -> None:
         row = await self.fetchone("PRAGMA user_version")
@@ -232,7 +260,10 @@ class Store:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migrating %s to schema version %d", self.path, number)
-            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+            await self._run(
+                self.db.executescript,
+                f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;",
+            )
 
     @property
     def schema_version(self) -> int:
@@ -243,31 +274,39 @@ class Store:
         self._next_message_id += 1
         return message_id
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        return self.db.execute(sql, params).fetchall()
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+    def _fetchone(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
+        return row
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self._run(self._fetchall, sql, params)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return await self._run(self._fetchone, sql, params)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+    def _apply(self, batch: list[Statement]) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in batch:
+                db.execute(sql, params)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     async def commit(self, statements: Iterable[Statement]) -> None:
         """Apply statements atomically: all of them, or (on any error) none."""
         batch = list(statements)
         if not batch:
             return
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in batch:
-                    await self.db.execute(sql, params)
-            except BaseException:
-                await self.db.rollback()
-                raise
-            await self.db.commit()
+        await self._run(self._apply, batch)
         for listener in self.after_commit:
             listener()

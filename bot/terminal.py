@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shlex
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -18,8 +19,11 @@ from bot.commands import CommandError
 from bot.engine import AgentSpec, Engine
 from bot.messages import Message
 
+log = logging.getLogger(__name__)
+
 ReadLine = Callable[[str], Awaitable[str | None]]
 MAX_FILE_BYTES = 5_000_000
+MAX_COUNT = 10_000  # for /dump n and /pop n
 
 HELP = """\
 [bold]Commands[/bold]
@@ -62,16 +66,32 @@ def readable_arguments(raw: str) -> str:
 
 
 def read_text_file(path: Path) -> str:
-    """A text file for /attach, with clear errors for what cannot be attached."""
-    path = path.expanduser()
-    if not path.is_file():
-        raise CommandError(f"No such file: {path}")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise CommandError(f"{path.name} is larger than {MAX_FILE_BYTES // 1_000_000} MB.")
-    data = path.read_bytes()
+    """A text file for /attach, with clear errors for what cannot be attached (a missing file,
+    a folder or device, a name the OS rejects, no permission, a file too large or binary)."""
+    shown = _clip(str(path))
+    try:
+        path = path.expanduser()
+        if path.is_dir():
+            raise CommandError(f"{shown} is a folder; attach a text file.")
+        if not path.is_file():
+            if path.exists():
+                raise CommandError(f"{shown} is not a regular file; attach a text file.")
+            raise CommandError(f"No such file: {shown}")
+        with path.open("rb") as file:  # read at most the limit: /proc files claim size 0
+            data = file.read(MAX_FILE_BYTES + 1)
+    except (OSError, RuntimeError) as error:  # RuntimeError: "~nobody" has no home folder
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CommandError(f"Cannot read {shown}: {reason}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CommandError(f"{shown} is larger than {MAX_FILE_BYTES // 1_000_000} MB.")
     if b"\x00" in data[:4096]:
-        raise CommandError(f"{path.name} looks like a binary file; attach a text file.")
+        raise CommandError(f"{shown} looks like a binary file; attach a text file.")
     return data.decode("utf-8", errors="replace")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """User input echoed in a message, kept short."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class TerminalChat:
@@ -149,8 +169,13 @@ class TerminalChat:
                 if not await self.command(line):
                     break
                 continue
-            await self.engine.send(self.agent_id, line, sender_name=self.user_name,
-                                   on_event=self.show)
+            try:
+                await self.engine.send(self.agent_id, line, sender_name=self.user_name,
+                                       on_event=self.show)
+            except Exception:  # the turn itself never raises; storing the message could
+                log.exception("could not take a message for %s", self.agent_id)
+                self.error("Your message could not be stored (details in the log); please"
+                           " try again.")
 
     async def _multiline(self) -> str | None:
         lines: list[str] = []
@@ -176,6 +201,10 @@ class TerminalChat:
             self.error(str(error))
         except KeyError as error:
             self.error(str(error.args[0]) if error.args else "Unknown agent.")
+        except Exception:  # e.g. the embedding service failing during /attach
+            log.exception("/%s failed", _clip(name, 40))
+            self.error(f"/{_clip(name, 40)} failed because of an internal error (details in the"
+                       " log); nothing was changed.")
         return True
 
     # --- commands -------------------------------------------------------------------------------
@@ -184,8 +213,11 @@ class TerminalChat:
     def _count(rest: str, default: int) -> int:
         if not rest:
             return default
-        if not rest.isdigit() or int(rest) < 1:
-            raise CommandError(f"Expected a positive whole number, got {rest!r}.")
+        # isdecimal, not isdigit: "²" is a digit that int() rejects. The cap keeps SQLite's
+        # LIMIT (a 64-bit integer) and the screen sane.
+        if not rest.isdecimal() or len(rest) > 6 or not 1 <= int(rest) <= MAX_COUNT:
+            raise CommandError(f"Expected a positive whole number (at most {MAX_COUNT:,}), got"
+                               f" {_clip(rest, 20)!r}.")
         return int(rest)
 
     async def cmd_exit(self, rest: str) -> bool:
@@ -279,7 +311,7 @@ class TerminalChat:
     async def cmd_attach(self, rest: str) -> None:
         if not rest:
             raise CommandError("Usage: /attach FILE")
-        parts = shlex.split(rest)
+        parts = shlex.split(rest) or [""]
         path = Path(parts[0])
         text = await asyncio.to_thread(read_text_file, path)
         count = await self.engine.attach(self.agent_id, text, source=path.name)

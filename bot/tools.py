@@ -117,6 +117,12 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     text = (raw or "").strip()
     if not text:
         return {}
+    try:  # well-formed arguments (nearly every call) skip the repairs, a per-character loop
+        value = json.loads(text, strict=False)
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
+    except json.JSONDecodeError:
+        pass
     attempts = [text]
     cleaned = _FENCE.sub("", text)
     if "{" in cleaned:
@@ -251,7 +257,9 @@ def _page(page: int) -> int:
 
 async def conversation_search(agent: Agent, query: str, page: int = 0) -> str:
     try:
-        result = await agent.recall.search(agent.id, query, _page(page))
+        result = await agent.recall.search(
+            agent.id, query, _page(page), exclude=[m.id for m in agent.queue]
+        )
     except ValueError as error:
         raise ToolError(str(error)) from None
     return agent.render_recall_page(result)
@@ -321,7 +329,8 @@ TOOLS: dict[str, ToolSpec] = {
         ),
         ToolSpec(
             "conversation_search",
-            "Search past messages (recall memory) by keywords, best matches first.",
+            "Search past messages (recall memory), best matches first, with the turns around"
+            " them. Keywords, names and dates (e.g. '3 June 2023') all help.",
             [
                 Param("query", "string", "Keywords to look for."),
                 Param("page", "integer", "Result page, starting at 0.", required=False),

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-StepKind = Literal["reply", "error", "empty", "hang", "reset"]
+StepKind = Literal["reply", "error", "empty", "hang", "reset", "raw"]
 Handler = Callable[[dict[str, Any]], "Step | str | Awaitable[Step | str]"]
 
 _call_ids = itertools.count(1)
@@ -135,6 +135,13 @@ def empty_choices(*, delay: float = 0.0) -> Step:
     return Step("empty", delay=delay)
 
 
+def raw_body(body: str, *, status: int = 200, content_type: str = "application/json",
+             delay: float = 0.0) -> Step:
+    """Answer with exactly this body (truncated or invalid JSON, an HTML error page...)."""
+    return Step("raw", content=body, status=status, headers={"Content-Type": content_type},
+                delay=delay)
+
+
 def hang() -> Step:
     """Never answer; released when the client disconnects or the server stops."""
     return Step("hang")
@@ -221,6 +228,9 @@ class ScriptedLLM:
         self.embedding_latency = embedding_latency
         self.model = model
         self.handler: Handler | None = None
+        # Called with each embeddings request body before it is answered (e.g. to inject a
+        # crash at that moment); may be async.
+        self.on_embedding: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None
         self.requests: list[dict[str, Any]] = []
         self.embedding_requests: list[dict[str, Any]] = []
         self.chat_calls = 0
@@ -364,6 +374,10 @@ class ScriptedLLM:
     ) -> web.StreamResponse:
         await self._simulate(request, step, self.latency)
         prompt_tokens = _estimate_tokens([body.get("messages"), body.get("tools")])
+        if step.kind == "raw":
+            content_type = (step.headers or {}).get("Content-Type", "application/json")
+            return web.Response(text=step.content or "", status=step.status,
+                                content_type=content_type)
         if step.kind == "error":
             if step.overflow_limit is not None:
                 tokens = max(step.overflow_limit + 1, prompt_tokens)
@@ -392,6 +406,10 @@ class ScriptedLLM:
         if isinstance(body, web.Response):
             return body
         self.embedding_requests.append(body)
+        if self.on_embedding is not None:
+            hooked = self.on_embedding(body)
+            if inspect.isawaitable(hooked):
+                await hooked
         step = self._embedding_script.popleft() if self._embedding_script else None
         await self._simulate(request, step, self.embedding_latency)
         if step is not None:

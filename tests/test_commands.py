@@ -68,7 +68,9 @@ async def test_retry_rethink_rewrite(engine: Engine, llm: ScriptedLLM) -> None:
     assert assistant["content"] == "I should be funnier"
     assert json.loads(assistant["tool_calls"][0]["function"]["arguments"])["message"] == (
         "the best joke")
-    assert (await engine.search_recall("cli:a", "best")).total == 1
+    found = await engine.search_recall("cli:a", "best")
+    assert found.items[0].text == "the best joke"  # the turns around it follow, as context
+    assert "better joke" not in [m.text for m in found.items]
 
 
 async def test_heartbeat_and_memory_warning_events(engine: Engine, llm: ScriptedLLM) -> None:

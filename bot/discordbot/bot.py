@@ -19,6 +19,7 @@ from bot.engine import Engine
 log = logging.getLogger(__name__)
 
 COMMAND_HASH_KEY = "discord:command_hash"
+UNKNOWN_INTERACTION = 10062  # Discord's error code for an interaction that expired
 
 # Never ping @everyone, @here or roles; user pings are allowed per message where intended.
 DEFAULT_MENTIONS = discord.AllowedMentions(everyone=False, roles=False, users=False,
@@ -38,12 +39,17 @@ class Tree(app_commands.CommandTree["Mnemocord"]):
     async def on_error(
         self, interaction: discord.Interaction[Mnemocord], error: app_commands.AppCommandError
     ) -> None:
+        name = getattr(interaction.command, "name", "?")
+        original = getattr(error, "original", error)
+        if isinstance(original, discord.NotFound) and original.code == UNKNOWN_INTERACTION:
+            # Discord dropped the interaction (its 3-second deadline passed before we could
+            # acknowledge it): nothing can be sent to it any more, so say so once and stop.
+            log.warning("/%s: the interaction expired before I could answer it", name)
+            return
         if isinstance(error, Refused | app_commands.CheckFailure):
             text = str(error) or "You can't use this command here."
         else:
-            original = getattr(error, "original", error)
-            log.error("command /%s failed", getattr(interaction.command, "name", "?"),
-                      exc_info=original)
+            log.error("command /%s failed", name, exc_info=original)
             text = "Something went wrong running that command; nothing was changed."
         await send_ephemeral(interaction, text)
 

@@ -8,11 +8,11 @@ import signal
 import sys
 
 import discord
-import openai
 
 from bot.config import Settings
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
+from bot.llm import LLMUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +25,13 @@ async def check_llm(engine: Engine) -> None:
     """Fail fast when the LLM endpoint is unreachable or rejects the key."""
     settings = engine.settings
     try:
-        await asyncio.wait_for(engine.llm.client.models.list(), timeout=15)
-    except (openai.APIConnectionError, TimeoutError):
+        status = await asyncio.wait_for(engine.llm.probe(), timeout=15)
+    except (LLMUnreachable, TimeoutError):
         raise StartupError(f"cannot reach the LLM server at {settings.llm_base_url};"
                            " check LLM_BASE_URL and that the server is running") from None
-    except openai.AuthenticationError:
-        raise StartupError("the LLM server rejected LLM_API_KEY") from None
-    except openai.APIStatusError:
-        pass  # reachable; some servers simply do not implement /models
+    if status == 401:
+        raise StartupError("the LLM server rejected LLM_API_KEY")
+    # Any other answer means reachable; some servers simply do not implement /models.
 
 
 async def serve(settings: Settings, *, check: bool = True) -> None:

@@ -7,6 +7,7 @@ the question names and a boost for dates the question names each add recall; non
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +19,7 @@ MAX_TERMS = 64
 
 # A standard English function-word list (articles, pronouns, auxiliaries, prepositions, question
 # words). Chosen as a general list, not from any evaluation questions; other languages pass through.
-STOP_WORDS = frozenset("""
+_STOP_TEXT = """
 a about above after again against all am an and any are as at be because been before being below
 between both but by can could did do does doing down during each few for from further had has have
 having he her here hers herself him himself his how i if in into is it its itself just me more most
@@ -26,7 +27,8 @@ my myself no nor not now of off on once only or other our ours ourselves out ove
 should so some such than that the their theirs them themselves then there these they this those
 through to too under until up very was we were what when where which while who whom why will with
 would you your yours yourself yourselves s t d ll m re ve
-""".split())
+"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
 
 # Weights of a message's own score and of its neighbours 1 and 2 turns away. A reply often answers
 # without repeating the question's words ("Researching adoption agencies" after "What's up?"), so
@@ -51,9 +53,13 @@ def query_terms(text: str) -> list[str]:
 
 
 def fts_match(tag: str, terms: list[str]) -> str:
-    """A safe FTS5 expression: any of the terms, within one agent's messages only."""
+    """A safe FTS5 expression: any of the terms in what was said, in one agent's messages only.
+
+    Names match the text (someone addressed by name), not the sender column: a participant's name
+    as sender matched half a two-person history, which cost BM25 time and ranked nothing (the
+    speaker prior does that job)."""
     quoted = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-    return f'agent_tag:"{tag}" AND ({quoted})'
+    return f'agent_tag:"{tag}" AND text:({quoted})'
 
 
 def smooth(scores: np.ndarray, kernel: tuple[float, ...] = NEIGHBOUR_KERNEL) -> np.ndarray:
@@ -88,8 +94,7 @@ def named_participant(query: str, names: list[str | None]) -> int | None:
 
 # --- dates named in a query -----------------------------------------------------------------
 
-_MONTHS = ("january february march april may june july august september october november"
-           " december").split()
+_MONTHS = [name.lower() for name in calendar.month_name[1:]]
 _MONTH = (r"(January|February|March|April|May|June|July|August|September|October|November|"
           r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?")
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
@@ -119,15 +124,15 @@ def _month(name: str) -> int:
 
 
 def _cue(kind: int, groups: tuple[str | None, ...]) -> DateCue | None:
-    if kind == 4:
-        year, month, day = int(groups[0] or 0), int(groups[1] or 0), int(groups[2] or 0)
+    if kind == 4:  # ISO
+        year, month, day = (int(g or 0) for g in groups)
     else:
+        padded = (*groups, None, None)
         name, day_text, year_text = {
-            0: (groups[0], groups[1], groups[2]), 1: (groups[1], groups[0], groups[2]),
-            2: (groups[0], None, groups[1]), 3: (groups[0], None, None),
-        }[kind]
-        month, year = _month(name or ""), int(year_text) if year_text else 0
-        day = int(day_text) if day_text else 0
+            0: padded[:3], 1: (padded[1], padded[0], padded[2]), 2: (padded[0], None, padded[1]),
+        }.get(kind, (padded[0], None, None))
+        month, year = _month(name or ""), int(year_text or 0)
+        day = int(day_text or 0)
     if not 1 <= month <= 12 or not 0 <= day <= 31:
         return None
     return DateCue(year or None, month, day or None)

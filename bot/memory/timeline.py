@@ -31,6 +31,18 @@ def _grow(array: np.ndarray, size: int) -> np.ndarray:
     return bigger
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    ids: np.ndarray
+    days: np.ndarray
+    years: np.ndarray
+    months: np.ndarray
+    speakers: np.ndarray
+    vectors: np.ndarray | None
+    has_vector: np.ndarray
+    names: list[str | None]
+
+
 @dataclass
 class Timeline:
     """Every searchable message of one agent, oldest first, as parallel arrays."""
@@ -38,6 +50,7 @@ class Timeline:
     tz: ZoneInfo
     model: str | None  # vectors from another model are ignored
     size: int = 0
+    epoch: int = -1  # the store's commit count when this timeline last caught up
     changes: int = -1
     seq: int = 0  # last message_vectors.seq applied
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -54,8 +67,12 @@ class Timeline:
     def top_id(self) -> int:
         return int(self.ids[self.size - 1]) if self.size else 0
 
-    def view(self, name: str) -> np.ndarray:
-        return getattr(self, name)[: self.size]
+    def snapshot(self) -> Snapshot:
+        """Views of the rows there are now; later appends (or a regrown array) leave them be."""
+        n = self.size
+        return Snapshot(self.ids[:n], self.days[:n], self.years[:n], self.months[:n],
+                        self.speakers[:n], None if self.vectors is None else self.vectors[:n],
+                        self.has_vector[:n], list(self.names))
 
     def add_rows(self, rows: list[tuple[int, str, str | None]]) -> None:
         end = self.size + len(rows)
@@ -104,13 +121,21 @@ class TimelineCache:
         self.max_rows = max_rows
         self._timelines: OrderedDict[str, Timeline] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Every write goes through Store.commit (one process owns the database), so a timeline
+        # that caught up after the last commit is current without asking SQLite.
+        self._epoch = 0
+        store.after_commit.append(self._committed)
 
-    def forget(self, agent_id: str) -> None:
-        self._timelines.pop(agent_id, None)
+    def _committed(self) -> None:
+        self._epoch += 1
 
     async def get(self, agent_id: str, model: str | None) -> Timeline:
         async with self._locks.setdefault(agent_id, asyncio.Lock()):
             timeline = self._timelines.get(agent_id)
+            epoch = self._epoch
+            if timeline is not None and timeline.epoch == epoch and timeline.model == model:
+                self._timelines.move_to_end(agent_id)
+                return timeline
             row = await self.store.fetchone(
                 "SELECT changes, texts FROM recall_state WHERE agent_id=?", (agent_id,)
             )
@@ -121,6 +146,7 @@ class TimelineCache:
             if timeline.size < texts:  # a message committed out of id order: start over
                 timeline = Timeline(self.tz, model, changes=changes)
                 await self._catch_up(agent_id, timeline)
+            timeline.epoch = epoch  # commits since then (even during the reads) catch up next
             self._timelines[agent_id] = timeline
             self._timelines.move_to_end(agent_id)
             self._evict()

@@ -91,6 +91,11 @@ class VectorIndex:
         if self._client is None:
             async with self._client_lock:
                 if self._client is None:
+                    # chromadb imports httpx, and openai (running on the loop meanwhile)
+                    # reads sys.modules["httpx"]: a half-imported module made embedding calls
+                    # fail with AttributeError. httpx alone imports in tens of milliseconds.
+                    import httpx  # noqa: F401
+
                     client = await asyncio.to_thread(self._connect)
                     self._max_batch = await asyncio.to_thread(client.get_max_batch_size)
                     self._client = client
@@ -101,9 +106,11 @@ class VectorIndex:
         cached = self._collections.get(agent_id)
         if cached is not None:
             return cached
+        # The client first: it imports chromadb (over a second) on a worker thread; imported
+        # here first, that import would stall the event loop.
+        client = await self._get_client()
         from chromadb.errors import NotFoundError
 
-        client = await self._get_client()
         name = collection_name(agent_id)
         if not create:
             try:
@@ -210,9 +217,9 @@ class VectorIndex:
 
     async def drop_agent(self, agent_id: str) -> None:
         """Delete the agent's whole collection; a missing one is fine."""
+        client = await self._get_client()  # imports chromadb off the event loop
         from chromadb.errors import NotFoundError
 
-        client = await self._get_client()
         self._collections.pop(agent_id, None)
         with contextlib.suppress(NotFoundError):
             await asyncio.to_thread(client.delete_collection, collection_name(agent_id))

@@ -26,6 +26,9 @@ class ChatCog(commands.Cog):
     def __init__(self, bot: Mnemocord) -> None:
         self.bot = bot
         self._resumed = False
+        # Replies whose send failed on a Discord error (429 after retries, 5xx), per channel:
+        # they go out before the channel's next reply (and, after a restart, at startup).
+        self._failed: dict[int, list[Outgoing]] = {}
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -60,6 +63,8 @@ class ChatCog(commands.Cog):
             result = await engine.answer(accepted)
         if result.answered_ids and result.answered_ids[-1] != accepted.id:
             return  # answered together with later messages: the last one's handler replies
+        for item in self._failed.pop(message.channel.id, []):
+            await self.deliver_outbox([item])  # located again: a reply to its own message
         await self.deliver_outbox(result.outbox, channel=message.channel, reply_to=message,
                                   ping=[author.id])
 
@@ -85,6 +90,9 @@ class ChatCog(commands.Cog):
                                  ping=ping or [], nonce=item.id)
             if done:
                 await self.bot.engine.mark_delivered([item.id])
+            else:
+                channel_id = getattr(target_channel, "id", 0)
+                self._failed.setdefault(channel_id, []).append(item)
 
     async def _locate(self, target: str) -> tuple[Any, Any]:
         channel_id, _, message_id = target.partition(":")

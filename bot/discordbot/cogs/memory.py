@@ -241,7 +241,13 @@ class MemoryCog(commands.Cog):
         if file.size > MAX_ATTACHMENT_BYTES:
             await respond(interaction, "That file is larger than 2 MB.")
             return
-        data = await file.read()
+        try:
+            data = await file.read()
+        except discord.HTTPException as error:  # the CDN lost it or refused: say so, once
+            log.warning("could not download the attachment for /attach: %s", error)
+            await interaction.followup.send("I couldn't download that file from Discord; please"
+                                            " try again.", ephemeral=True)
+            return
         if b"\x00" in data[:4096]:
             await interaction.followup.send("That looks like a binary file; attach a text file.",
                                             ephemeral=True)

@@ -1,0 +1,77 @@
+"""Footprint: resident memory with 10,000 agents in the database and 500 of them active, idle
+agents leaving memory, and start-up to ready. Measured in a fresh child process so the figures are
+the bot's alone (not the benchmark's, nor the LLM server's)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import populate
+from bench.common import Section
+from bench.driver import engine_on
+from bench.llm_proc import LLMProcess
+
+AGENT_MESSAGES = 30  # ten past turns each, all in context
+
+
+async def _spawn(base_url: str, data: Path, agents: int, active: int, touch: int,
+                 max_loaded: int) -> dict[str, Any]:
+    args = [sys.executable, "-m", "bench.footprint_child", base_url, str(data), str(agents),
+            str(active), str(touch)]
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE,
+        env={**_env(), "MAX_LOADED_AGENTS": str(max_loaded)})
+    assert proc.stdout is not None
+    stages: dict[str, Any] = {}
+    while line := await proc.stdout.readline():
+        stage = json.loads(line)
+        stage["at"] = time.perf_counter() - started
+        stages[stage.pop("stage")] = stage
+    if await proc.wait() != 0:
+        raise RuntimeError(f"footprint child failed ({proc.returncode})")
+    return stages
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "DATABASE_"))}
+
+
+async def run(quick: bool) -> Section:
+    agents, active, touch, max_loaded = (300, 20, 60, 30) if quick else (
+        10_000, 500, 3_000, 1_000)
+    section = Section("Footprint and start-up", (
+        f"{agents:,} agents stored ({AGENT_MESSAGES} messages each, all in context), a fresh"
+        f" process serves {active} at once (3 mixed turns each), then {touch:,} others one"
+        f" message each; MAX_LOADED_AGENTS={max_loaded}; zero-latency LLM; RSS of the bot"
+        " process only"))
+    with tempfile.TemporaryDirectory(prefix="mnemocord-footprint-") as scratch:
+        data = Path(scratch)
+        async with LLMProcess(0.0) as llm:
+            async with engine_on(llm.base_url, data) as bench:
+                filled = await populate.agents(bench.engine, agents, messages=AGENT_MESSAGES)
+            section.say(f"stored {agents:,} agents in {filled.seconds:.1f} s")
+            stages = await _spawn(llm.base_url, data, agents, active, touch, max_loaded)
+    ready, first = stages["ready"], stages["first_reply"]
+    serving, touched = stages["active"], stages["touched"]
+    figures = {"agents": agents, "active": active, "max_loaded": max_loaded,
+               "ready_s": ready["at"], "first_reply_s": first["at"], "rss_ready": ready["rss"],
+               "rss_mib": serving["rss"], "loaded_active": serving["loaded"],
+               "rss_after": touched["rss"], "peak_mib": touched["peak"],
+               "loaded_after": touched["loaded"]}
+    section.say(f"start-up: ready {ready['at']:.2f} s after spawn (RSS {ready['rss']:.0f} MiB),"
+                f" first reply at {first['at']:.2f} s")
+    section.say(f"{active} active agents served in {serving['seconds']:.1f} s: RSS"
+                f" {serving['rss']:.0f} MiB with {serving['loaded']} agents loaded")
+    section.say(f"after {touch:,} more agents came and went: RSS {touched['rss']:.0f} MiB (peak"
+                f" {touched['peak']:.0f}), {touched['loaded']} agents loaded"
+                f" (MAX_LOADED_AGENTS={max_loaded})")
+    section.figures = figures
+    return section

@@ -1,0 +1,1 @@
+"""Memory evals (retrieval recall, LLM-judged QA) on LoCoMo-format conversations."""
