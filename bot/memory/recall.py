@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -45,6 +46,7 @@ INLINE_ROWS = 20_000  # timelines larger than this are scored on a worker thread
 QUERY_CACHE = 256
 _BM25 = "bm25(messages_fts, 1.0, 0.5, 0.0)"  # text, sender_name, agent_tag
 _NOT_LISTED = "rowid NOT IN (SELECT value FROM json_each(?))"
+EMBED_RETRY_SECONDS = 300  # after the embedding model failed, search by keywords this long
 
 
 @dataclass
@@ -117,6 +119,7 @@ class RecallMemory:
         self.embedder = embedder  # None: keyword search only (no message vectors are kept)
         self.timelines = TimelineCache(store, tz)
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._embed_failed_at: float | None = None
 
     async def count(self, agent_id: str) -> int:
         return int(await self.store.scalar(
@@ -195,11 +198,17 @@ class RecallMemory:
         key = f"{self.embedder.model_id}\n{query}"
         vector = self._query_vectors.get(key)
         if vector is None:
+            failed_at = self._embed_failed_at
+            if failed_at is not None and monotonic() - failed_at < EMBED_RETRY_SECONDS:
+                return None  # the model is unavailable: don't pay for (or log) it every search
             try:
                 [raw] = await self.embedder.embed([query])
             except EmbeddingError as error:  # keywords still work without the model
-                log.warning("recall search without meaning: %s", error)
+                log.warning("recall search by keywords only for %d s: %s",
+                            EMBED_RETRY_SECONDS, error)
+                self._embed_failed_at = monotonic()
                 return None
+            self._embed_failed_at = None
             vector = np.asarray(raw, dtype=np.float32)
             self._query_vectors[key] = vector
             if len(self._query_vectors) > QUERY_CACHE:  # paging repeats the same query
