@@ -19,6 +19,7 @@ from bench.driver import engine_on
 from bench.llm_proc import LLMProcess
 
 AGENT_MESSAGES = 30  # ten past turns each, all in context
+PASSAGES = 20  # archival passages of each of the first 2 x ACTIVE agents
 
 
 async def _spawn(base_url: str, data: Path, agents: int, active: int, touch: int,
@@ -47,8 +48,10 @@ def _env() -> dict[str, str]:
 async def run(quick: bool) -> Section:
     agents, active, touch, max_loaded = (300, 20, 60, 30) if quick else (
         10_000, 500, 3_000, 1_000)
+    archives = 2 * active
     section = Section("Footprint and start-up", (
-        f"{agents:,} agents stored ({AGENT_MESSAGES} messages each, all in context), a fresh"
+        f"{agents:,} agents stored ({AGENT_MESSAGES} messages each, all in context; the first"
+        f" {2 * active:,} with {PASSAGES} archival passages), a fresh"
         f" process serves {active} at once (3 mixed turns each), then {touch:,} others one"
         f" message each; MAX_LOADED_AGENTS={max_loaded}; zero-latency LLM; RSS of the bot"
         " process only"))
@@ -57,7 +60,10 @@ async def run(quick: bool) -> Section:
         async with LLMProcess(0.0) as llm:
             async with engine_on(llm.base_url, data) as bench:
                 filled = await populate.agents(bench.engine, agents, messages=AGENT_MESSAGES)
-            section.say(f"stored {agents:,} agents in {filled.seconds:.1f} s")
+                for index in range(archives):
+                    await populate.passages(bench.engine, f"dm:{index}", PASSAGES, seed=index)
+            section.say(f"stored {agents:,} agents in {filled.seconds:.1f} s; the first"
+                        f" {archives:,} have {PASSAGES} archival passages each")
             stages = await _spawn(llm.base_url, data, agents, active, touch, max_loaded)
     ready, first = stages["ready"], stages["first_reply"]
     serving, touched = stages["active"], stages["touched"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.words import sentence
 from bot.engine import AgentSpec, Engine
-from bot.memory.archival import INSERT_PASSAGE
+from bot.memory.archival import INDEXED_KEY, INSERT_PASSAGE
 from bot.messages import (
     INSERT_MESSAGE,
     Message,
@@ -120,6 +120,13 @@ async def passages(engine: Engine, agent_id: str, count: int, *, dim: int = 384,
             [(INSERT_PASSAGE, (pid, agent_id, text, None, when)) for pid, text in zip(
                 ids, texts, strict=True)]
         )
+    # As a load of the agent would leave it: the index is known to hold them all.
+    total = await engine.store.scalar("SELECT COUNT(*) FROM passages WHERE agent_id=?",
+                                      (agent_id,))
+    await engine.store.commit([(
+        "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE"
+        " SET value=excluded.value", (INDEXED_KEY.format(agent_id), str(total)),
+    )])
     return Filled(count, time.perf_counter() - started)
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 MAX_ATTACH_CHARS = 2_000_000
 MAX_DUMP = 1_000_000
+MAX_NAME = 100
 
 
 class CommandError(ValueError):
@@ -304,6 +305,10 @@ class CommandsMixin:
         self: Engine, agent_id: str, sender_id: str, names: list[str]
     ) -> dict[str, int]:
         """Erase one person from a shared agent (see bot/privacy.py for exactly what goes)."""
+        # Ids and names are matched against every stored message: an unbounded one would make
+        # that scan quadratic (a 100k-character "name" took minutes). Discord's are short.
+        if not sender_id.strip() or any(len(v) > MAX_NAME for v in (sender_id, *names)):
+            raise CommandError(f"A person's id and names must be 1 to {MAX_NAME} characters.")
         mentions = Matcher(sender_id, names)
         async with self.slot(agent_id).lock:
             agent = await self.agent(agent_id)

@@ -285,11 +285,10 @@ class Engine(CommandsMixin):
             # agent without passages loads without touching (or even importing) Chroma.
             return
         try:
-            await self.archival.flush(agent_id)  # committed passages still on their way
-            if await self.vectors.count(agent_id) != stored:
-                added, removed = await self.archival.reconcile(agent_id)
+            changed = await self.archival.verify(agent_id, stored)
+            if changed:
                 log.warning("archival index of %s repaired: %d re-indexed, %d orphans removed",
-                            agent_id, added, removed)
+                            agent_id, *changed)
         except Exception:  # an unreachable embedder must not keep the agent from loading
             log.exception("could not check the archival index of %s", agent_id)
 

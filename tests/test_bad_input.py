@@ -34,11 +34,11 @@ from tests.sizes import pick, report
 from tests.turns import turn_inputs
 
 EXAMPLES = {
-    "engine_api": pick(150, 3500),
+    "engine_api": pick(150, 3000),
     "terminal_commands": pick(200, 3000),
-    "terminal_chat_loop": pick(25, 500),
+    "terminal_chat_loop": pick(25, 600),
     "slash_options": pick(80, 2500),
-    "discord_messages": pick(40, 1000),
+    "discord_messages": pick(40, 1200),
 }
 counted: Counter[str] = Counter()
 

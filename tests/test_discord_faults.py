@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from typing import Any
 
-import discord
 import pytest
 
 from bot.discordbot.bot import Mnemocord
@@ -175,7 +175,7 @@ async def test_an_unexpected_error_in_a_turn_still_answers_once(
         batch = list(statements)
         if not failures and any("INSERT INTO outbox" in sql for sql, _ in batch):
             failures.append(batch)  # the turn's commit hits a disk error, once
-            raise discord.DiscordException("disk I/O error (simulated)")
+            raise sqlite3.OperationalError("disk I/O error")
         await real_commit(batch)
 
     monkeypatch.setattr(engine.store, "commit", commit_once_failing)

@@ -33,6 +33,14 @@ CHUNK_TOKENS = 300
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
 INSERT_PASSAGE = "INSERT INTO passages (id, agent_id, text, source, created_at) VALUES (?,?,?,?,?)"
+# How many of an agent's passages Chroma holds, as last known for sure (a kv row, value JSON).
+# Loading an agent compares it with SQLite instead of asking Chroma: asking loads the agent's
+# whole index into memory (2.6 MiB and up per agent, never released; docs/benchmarks.md).
+INDEXED_KEY = "archival:indexed:{}"
+_ADD_INDEXED = "UPDATE kv SET value = CAST(value AS INTEGER) + ? WHERE key = ?"
+_SET_INDEXED = (
+    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value"
+)
 
 
 @dataclass
@@ -180,6 +188,8 @@ class ArchivalMemory:
                     held.pop(passage_id)
                 if not held.passages:
                     self._unindexed.pop(agent_id, None)
+            # New ids, so Chroma now holds that many more (no record yet: verify() makes one).
+            await self.store.commit([(_ADD_INDEXED, (len(ids), INDEXED_KEY.format(agent_id)))])
         except Exception:
             # Still searchable from memory; reconcile re-indexes them when the agent next loads.
             log.exception("could not index %d archival passages of %s", len(ids), agent_id)
@@ -224,10 +234,10 @@ class ArchivalMemory:
             return PassagePage([], total, page, page_size)
         [vector] = await self.embedder.embed([query])
         wanted = (page + 1) * page_size
+        # Scored before asking Chroma: a write finishing meanwhile must not lose a passage.
+        extra = [s for pending in self._pending(agent_id) for s in pending.scores(vector)]
         hits = await self.index.query(agent_id, vector, wanted)
-        held = self._pending(agent_id)
-        if held:
-            extra = [s for pending in held for s in pending.scores(vector)]
+        if extra:
             merged = dict(hits)
             merged.update(extra)  # an id just written to Chroma may come back from both
             hits = sorted(merged.items(), key=lambda hit: -hit[1])[:wanted]
@@ -280,6 +290,7 @@ class ArchivalMemory:
             for passage_id in ids:
                 pending.pop(passage_id)
         self.forget(agent_id)
+        await self._unrecord(agent_id)  # the next load counts for itself
         await self.index.delete(agent_id, ids)
 
     async def drop_agent(self, agent_id: str) -> Statement:
@@ -287,8 +298,29 @@ class ArchivalMemory:
         self._uncommitted.pop(agent_id, None)
         self._unindexed.pop(agent_id, None)
         self.forget(agent_id)
+        await self._unrecord(agent_id)
         await self.index.drop_agent(agent_id)
         return ("DELETE FROM passages WHERE agent_id=?", (agent_id,))
+
+    async def _unrecord(self, agent_id: str) -> None:
+        await self.store.commit([("DELETE FROM kv WHERE key=?", (INDEXED_KEY.format(agent_id),))])
+
+    async def verify(self, agent_id: str, stored: int) -> tuple[int, int] | None:
+        """After a crash SQLite and Chroma can disagree (a committed passage whose vector never
+        reached Chroma, or a vector whose passage was deleted); SQLite is the truth. Chroma is
+        only asked (and its index of the agent loaded) when the recorded count differs; returns
+        what reconcile() changed, or None when nothing was wrong."""
+        await self.flush(agent_id)  # committed passages still on their way
+        key = INDEXED_KEY.format(agent_id)
+        recorded = await self.store.scalar("SELECT value FROM kv WHERE key=?", (key,))
+        if recorded is not None and int(recorded) == stored:
+            return None
+        changed = None
+        if await self.index.count(agent_id) != stored:
+            changed = await self.reconcile(agent_id)
+        else:
+            await self.store.commit([(_SET_INDEXED, (key, str(stored)))])
+        return changed
 
     async def reconcile(self, agent_id: str) -> tuple[int, int]:
         """Make Chroma agree with SQLite after a crash: re-index missing, drop orphans."""
@@ -305,4 +337,5 @@ class ArchivalMemory:
                 agent_id, [p.id for p in missing], vectors, [p.text for p in missing],
                 [{"created_at": iso(p.created_at)} for p in missing],
             )
+        await self.store.commit([(_SET_INDEXED, (INDEXED_KEY.format(agent_id), str(len(stored))))])
         return len(missing), len(orphans)
