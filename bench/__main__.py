@@ -12,12 +12,13 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import search
+from bench import search, transport
 from bench.common import RESULTS, Section, machine
 from bench.report import summary_table
 
@@ -26,20 +27,25 @@ _MODULES = {"discord": "through_discord"}
 
 
 async def _run(names: list[str], quick: bool) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": machine(), "quick": quick, "sections": {}}
-    print(f"# Mnemocord benchmarks ({'quick' if quick else 'full'} run)")
+    results: dict[str, Any] = {"machine": machine(), "quick": quick, "sections": {},
+                               "llm_transport": transport.apply()}
+    print(f"# Mnemocord benchmarks ({'quick' if quick else 'full'} run,"
+          f" LLM transport: {results['llm_transport']})")
     print(", ".join(f"{k}: {v}" for k, v in results["machine"].items()), flush=True)
     for name in names:
         module = importlib.import_module(f"bench.{_MODULES.get(name, name)}")
         started = time.perf_counter()
+        load_before = os.getloadavg()[0]
         print(f"\n## {name}", flush=True)
         section: Section = await module.run(quick)
         seconds = time.perf_counter() - started
+        # Other processes on the machine inflate every figure: say how busy it was.
+        load = f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
         print(f"  conditions: {section.conditions}")
-        print(f"  ({seconds:.1f} s)", flush=True)
+        print(f"  ({seconds:.1f} s; {load})", flush=True)
         results["sections"][name] = {"title": section.name, "conditions": section.conditions,
                                      "lines": section.lines, "figures": section.figures,
-                                     "seconds": round(seconds, 1)}
+                                     "seconds": round(seconds, 1), "load": load}
     return results
 
 
@@ -51,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the results (default bench/results/)")
     parser.add_argument("--data", type=Path, help="keep the search dataset here and reuse it"
                         " on later runs (it is large: about 5 GB for the full run)")
+    parser.add_argument("--llm-transport", choices=["openai", "aiohttp"], default="openai",
+                        help="an experiment: run the LLM client's HTTP exchange on aiohttp"
+                        " (bench/transport.py) to measure what the transport costs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     search.DATA = args.data
+    transport.apply(args.llm_transport)
     names = args.only or SECTIONS
     results = asyncio.run(_run(names, args.quick))
     table = summary_table(results)

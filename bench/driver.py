@@ -25,6 +25,7 @@ class Turn:
     embed: float  # waiting on the embeddings endpoint
     calls: int
     replies: list[str] = field(default_factory=list)
+    cpu: float = 0.0  # CPU time of the whole bot process during the turn (every thread)
 
     @property
     def overhead(self) -> float:
@@ -60,13 +61,15 @@ async def engine_on(base_url: str, data_dir: Path | None = None,
 
 
 async def turn(bench: Bench, agent_id: str, kind: str, seq: int, rng: random.Random) -> Turn:
+    text = user_text(kind, seq, rng)
     embed_before = bench.embedder.seconds
+    cpu = time.process_time()
     started = time.perf_counter()
-    result = await bench.engine.send(agent_id, user_text(kind, seq, rng), sender_name="Alice",
-                                     sender_id="1001", spec=SPEC)
+    result = await bench.engine.send(agent_id, text, sender_name="Alice", sender_id="1001",
+                                     spec=SPEC)
     wall = time.perf_counter() - started
     return Turn(kind, seq, wall, result.llm_seconds, bench.embedder.seconds - embed_before,
-                result.llm_calls, result.replies)
+                result.llm_calls, result.replies, time.process_time() - cpu)
 
 
 async def conversation(bench: Bench, agent_id: str, turns: int, *, seed: int = 7,

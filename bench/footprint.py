@@ -66,16 +66,19 @@ async def run(quick: bool) -> Section:
                         f" {archives:,} have {PASSAGES} archival passages each")
             stages = await _spawn(llm.base_url, data, agents, active, touch, max_loaded)
     ready, first = stages["ready"], stages["first_reply"]
-    serving, touched = stages["active"], stages["touched"]
+    plain, serving, touched = stages["active_plain"], stages["active"], stages["touched"]
     figures = {"agents": agents, "active": active, "max_loaded": max_loaded,
                "ready_s": ready["at"], "first_reply_s": first["at"], "rss_ready": ready["rss"],
-               "rss_mib": serving["rss"], "loaded_active": serving["loaded"],
+               "rss_plain_mib": plain["rss"], "rss_mib": serving["rss"],
+               "indexes_open": serving["indexes"], "loaded_active": serving["loaded"],
                "rss_after": touched["rss"], "peak_mib": touched["peak"],
                "loaded_after": touched["loaded"]}
     section.say(f"start-up: ready {ready['at']:.2f} s after spawn (RSS {ready['rss']:.0f} MiB),"
                 f" first reply at {first['at']:.2f} s")
-    section.say(f"{active} active agents served in {serving['seconds']:.1f} s: RSS"
-                f" {serving['rss']:.0f} MiB with {serving['loaded']} agents loaded")
+    section.say(f"{active} active agents, 3 plain turns each ({plain['seconds']:.1f} s): RSS"
+                f" {plain['rss']:.0f} MiB with {plain['loaded']} agents loaded")
+    section.say(f"then 3 mixed turns each ({serving['seconds']:.1f} s): RSS {serving['rss']:.0f}"
+                f" MiB, {serving['indexes']} Chroma indexes open (archival inserts/searches)")
     section.say(f"after {touch:,} more agents came and went: RSS {touched['rss']:.0f} MiB (peak"
                 f" {touched['peak']:.0f}), {touched['loaded']} agents loaded"
                 f" (MAX_LOADED_AGENTS={max_loaded})")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import transport
 from bench.common import HTTPEmbedder, rss_mib, settings_for
 from bench.words import kinds, user_text
 from bot.engine import Engine
@@ -37,16 +38,21 @@ async def _child(base_url: str, data: Path, agents: int, active: int, touch: int
     await engine.send("dm:0", user_text("plain", 0, rng), sender_name="Bo")
     print(json.dumps({"stage": "first_reply", "rss": rss_mib()}), flush=True)
 
-    async def talk(index: int) -> None:
+    async def talk(index: int, plan: list[str], first: int) -> None:
         talk_rng = random.Random(index)
-        for seq, kind in enumerate(kinds(3, seed=index), start=1):
+        for seq, kind in enumerate(plan, start=first):
             await engine.send(f"dm:{index}", user_text(kind, seq, talk_rng), sender_name="Bo")
 
-    started = time.perf_counter()
-    await asyncio.gather(*(talk(i) for i in range(active)))
-    await engine.archival.flush()
-    print(json.dumps({"stage": "active", "rss": rss_mib(), "seconds":
-                      time.perf_counter() - started, "loaded": len(engine._agents)}), flush=True)
+    # First plain chat only (the bot's own memory), then the mix, whose archival inserts and
+    # searches open each agent's Chroma index.
+    for stage, plan in (("active_plain", ["plain"] * 3), ("active", None)):
+        started = time.perf_counter()
+        await asyncio.gather(*(talk(i, plan or kinds(3, seed=i), 10 if plan else 20)
+                               for i in range(active)))
+        await engine.archival.flush()
+        print(json.dumps({"stage": stage, "rss": rss_mib(), "seconds":
+                          time.perf_counter() - started, "loaded": len(engine._agents),
+                          "indexes": len(engine.vectors._collections)}), flush=True)
     for index in range(active, active + touch):  # others come and go, one message each
         await engine.send(f"dm:{index % agents}", user_text("plain", 9, rng), sender_name="Bo")
     await engine.archival.flush()
@@ -56,8 +62,7 @@ async def _child(base_url: str, data: Path, agents: int, active: int, touch: int
     await embedder.aclose()
 
 
-
-
 if __name__ == "__main__":
+    transport.apply()  # as the parent was asked (BENCH_LLM_TRANSPORT)
     base, folder, total, busy, more = sys.argv[1:6]
     asyncio.run(_child(base, Path(folder), int(total), int(busy), int(more)))

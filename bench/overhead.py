@@ -24,6 +24,8 @@ def _figures(turns: list[Turn]) -> dict[str, float]:
             "plain_p50": plain.p50, "plain_p95": plain.p95,
             "own_p50": own.p50, "own_p95": own.p95,
             "llm_p50": Dist.of([t.llm for t in turns]).p50,
+            "cpu_p50": Dist.of([t.cpu for t in turns]).p50,
+            "cpu_p95": Dist.of([t.cpu for t in turns]).p95,
             "wall_p50": Dist.of([t.wall for t in turns]).p50,
             "plain_turns_with_extra_calls": sum(
                 1 for t in turns if t.kind == "plain" and t.calls > 1)}
@@ -62,7 +64,9 @@ async def run(quick: bool) -> Section:
                         f" p95, max {figures['max']:.1f} ms; plain chat {figures['plain_p50']:.2f}"
                         f" / {figures['plain_p95']:.2f} ms; without embedding waits"
                         f" {figures['own_p50']:.2f} / {figures['own_p95']:.2f} ms;"
-                        f" LLM wait p50 {figures['llm_p50']:.2f} ms; plain turns with more"
+                        f" LLM wait p50 {figures['llm_p50']:.2f} ms; process CPU per turn"
+                        f" {figures['cpu_p50']:.2f} / {figures['cpu_p95']:.2f} ms;"
+                        f" plain turns with more"
                         f" than one LLM call (a summary when the window filled):"
                         f" {figures['plain_turns_with_extra_calls']:.0f}")
     first, last = by_size[sizes[0][0]], by_size[sizes[-1][0]]

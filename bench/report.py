@@ -67,8 +67,9 @@ def _inserts(f: dict[str, Any]) -> tuple[str, bool | None]:
 
 
 def _rss(f: dict[str, Any]) -> tuple[str, bool | None]:
-    return (f"{f['rss_mib']:.0f} MiB ({f['agents']:,} agents, {f['active']} active,"
-            f" {f['loaded_after']} loaded after)", f["rss_mib"] <= 300)
+    return (f"{f['rss_plain_mib']:.0f} MiB chatting; {f['rss_mib']:.0f} MiB once"
+            f" {f['indexes_open']} agents opened their Chroma index ({f['agents']:,} stored,"
+            f" {f['active']} active, {f['loaded_after']} loaded after)", f["rss_mib"] <= 300)
 
 
 def _startup(f: dict[str, Any]) -> tuple[str, bool | None]:

@@ -129,6 +129,7 @@ class Engine(CommandsMixin):
         self._agents: OrderedDict[str, Agent] = OrderedDict()
         self._slots: dict[str, _Slot] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self._warm_up: asyncio.Task[None] | None = None
 
     def _recall_embeddings(self) -> bool:
         """Whether recall search also ranks by meaning (each message embedded once, locally by
@@ -153,6 +154,8 @@ class Engine(CommandsMixin):
         await self.store.open()
         if self.recall_indexer is not None:
             self.recall_indexer.start()
+        # In the background: a first archival turn would otherwise wait for Chroma's import.
+        self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
         return self
 
     async def aclose(self) -> None:
@@ -168,6 +171,8 @@ class Engine(CommandsMixin):
         if self._embedding_openai is not None:
             await self._embedding_openai.close()
         await self.archival.flush()  # Chroma gets every committed passage before it closes
+        if self._warm_up is not None:  # a client still being opened would outlive aclose
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         await self.vectors.aclose()
 
     async def __aenter__(self) -> Engine:
