@@ -149,6 +149,19 @@ def rss_mib(pid: int | None = None) -> float:
     return 0.0
 
 
+def child_cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of another process, e.g. the Chroma process; 0 if gone. Its
+    resolution is a clock tick (10 ms): sum it over many turns, don't read it per turn."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def du_mib(path: Path) -> float:
     total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
     return total / 2**20

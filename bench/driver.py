@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import SPEC, Dist, HTTPEmbedder, TimedEmbedder, settings_for
+from bench.llm_proc import LLMProcess
 from bench.words import kinds, reply_seq, user_text
 from bot.engine import Engine
 
@@ -25,7 +26,14 @@ class Turn:
     embed: float  # waiting on the embeddings endpoint
     calls: int
     replies: list[str] = field(default_factory=list)
-    cpu: float = 0.0  # CPU time of the whole bot process during the turn (every thread)
+    cpu: float = 0.0  # CPU time of the bot process during the turn (every thread)
+    server: float | None = None  # the LLM server's own time for the turn's requests, if known
+
+    @property
+    def strict(self) -> float | None:
+        """The turn minus only the server's own time: the bot's HTTP client (openai SDK,
+        aiohttp) and the loopback exchange count as the bot's."""
+        return None if self.server is None else self.wall - self.server
 
     @property
     def overhead(self) -> float:
@@ -55,29 +63,49 @@ async def engine_on(base_url: str, data_dir: Path | None = None,
         embedder = TimedEmbedder(HTTPEmbedder(base_url, settings.embedding_model))
         try:
             async with Engine(settings, embedder=embedder) as engine:
+                # The engine opens Chroma in the background at start; measurements start once
+                # that (1-2 s of importing, competing for the GIL) is done.
+                await engine.vectors.warm()
                 yield Bench(engine, embedder, folder)
         finally:
             await embedder.aclose()
 
 
-async def turn(bench: Bench, agent_id: str, kind: str, seq: int, rng: random.Random) -> Turn:
+async def _server_seconds(server: LLMProcess | None) -> float | None:
+    if server is None:
+        return None
+    stats = await server.stats()
+    return float(stats["handled_seconds"] + stats["busy_seconds"])
+
+
+async def turn(bench: Bench, agent_id: str, kind: str, seq: int, rng: random.Random,
+               server: LLMProcess | None = None) -> Turn:
+    """One turn; with `server` (a benchmark sending one request at a time) the LLM server's
+    own time for it is recorded too."""
     text = user_text(kind, seq, rng)
+    server_before = await _server_seconds(server)
     embed_before = bench.embedder.seconds
     cpu = time.process_time()
     started = time.perf_counter()
     result = await bench.engine.send(agent_id, text, sender_name="Alice", sender_id="1001",
                                      spec=SPEC)
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    server_after = await _server_seconds(server)
+    served = None if server_after is None or server_before is None else (
+        server_after - server_before)
     return Turn(kind, seq, wall, result.llm_seconds, bench.embedder.seconds - embed_before,
-                result.llm_calls, result.replies, time.process_time() - cpu)
+                result.llm_calls, result.replies, cpu, served)
 
 
 async def conversation(bench: Bench, agent_id: str, turns: int, *, seed: int = 7,
-                       only: str | None = None, first_seq: int = 0) -> list[Turn]:
+                       only: str | None = None, first_seq: int = 0,
+                       server: LLMProcess | None = None) -> list[Turn]:
     """`turns` turns of the scripted mix (or only one kind), one after another."""
     rng = random.Random(seed)
     plan = [only] * turns if only else kinds(turns, seed)
-    return [await turn(bench, agent_id, kind, first_seq + i, rng) for i, kind in enumerate(plan)]
+    return [await turn(bench, agent_id, kind, first_seq + i, rng, server)
+            for i, kind in enumerate(plan)]
 
 
 def in_order(turns: list[Turn]) -> bool:

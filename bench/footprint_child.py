@@ -50,19 +50,35 @@ async def _child(base_url: str, data: Path, agents: int, active: int, touch: int
         await asyncio.gather(*(talk(i, plan or kinds(3, seed=i), 10 if plan else 20)
                                for i in range(active)))
         await engine.archival.flush()
-        print(json.dumps({"stage": stage, "rss": rss_mib(), "seconds":
-                          time.perf_counter() - started, "loaded": len(engine._agents),
-                          "indexes": len(engine.vectors._collections)}), flush=True)
+        index = await engine.vectors.stats()
+        print(json.dumps({"stage": stage, "rss": rss_mib(), "index_rss": index["rss_mib"],
+                          "seconds": time.perf_counter() - started,
+                          "loaded": len(engine._agents), "indexes": index["collections"]}),
+              flush=True)
     for index in range(active, active + touch):  # others come and go, one message each
         await engine.send(f"dm:{index % agents}", user_text("plain", 9, rng), sender_name="Bo")
     await engine.archival.flush()
+    index = await engine.vectors.stats()
     print(json.dumps({"stage": "touched", "rss": rss_mib(), "peak": _vm("VmHWM"),
-                      "loaded": len(engine._agents)}), flush=True)
+                      "index_rss": index["rss_mib"], "loaded": len(engine._agents)}),
+          flush=True)
+    await engine.aclose()
+    await embedder.aclose()
+
+
+async def _ready_only(base_url: str, data: Path) -> None:
+    """Start-up alone: open the engine, say so, close."""
+    embedder = HTTPEmbedder(base_url)
+    engine = await Engine(settings_for(base_url, data), embedder=embedder).open()
+    print(json.dumps({"stage": "ready", "rss": rss_mib()}), flush=True)
     await engine.aclose()
     await embedder.aclose()
 
 
 if __name__ == "__main__":
     transport.apply()  # as the parent was asked (BENCH_LLM_TRANSPORT)
-    base, folder, total, busy, more = sys.argv[1:6]
-    asyncio.run(_child(base, Path(folder), int(total), int(busy), int(more)))
+    if sys.argv[1] == "--ready":
+        asyncio.run(_ready_only(sys.argv[2], Path(sys.argv[3])))
+    else:
+        base, folder, total, busy, more = sys.argv[1:6]
+        asyncio.run(_child(base, Path(folder), int(total), int(busy), int(more)))

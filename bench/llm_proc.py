@@ -87,7 +87,8 @@ async def _serve(latency: float, slow: float, dim: int) -> None:
         while line := await reader.readline():
             if line.strip() == b"stats":
                 stats = {"chat_calls": server.chat_calls, "max_inflight": server.max_inflight,
-                         "busy_seconds": server.busy_seconds}
+                         "busy_seconds": server.busy_seconds,
+                         "handled_seconds": server.handled_seconds}
                 print(json.dumps(stats), flush=True)
     finally:
         await server.stop()

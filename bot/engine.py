@@ -148,14 +148,17 @@ class Engine(CommandsMixin):
             api_key=key.get_secret_value() or "not-needed",
             timeout=self.settings.llm_timeout,
             max_retries=2,
+            http_client=openai.DefaultAioHttpClient(timeout=self.settings.llm_timeout),
         )
 
     async def open(self) -> Engine:
         await self.store.open()
         if self.recall_indexer is not None:
             self.recall_indexer.start()
-        # In the background: a first archival turn would otherwise wait for Chroma's import.
-        self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
+        # Start Chroma's process in the background, so a first archival search does not wait
+        # for its start-up; a database without passages does not need it yet.
+        if await self.store.scalar("SELECT 1 FROM passages LIMIT 1"):
+            self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
         return self
 
     async def aclose(self) -> None:

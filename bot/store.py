@@ -3,19 +3,20 @@
 One process owns the database (as it owns the embedded Chroma directory). All writes go through
 `Store.commit`, which applies a batch of statements in one transaction, so a turn's memory writes
 land together or not at all. Message ids are assigned here, in memory, so a turn can refer to its
-own messages before they are committed.
+own messages before they are committed. The connection is an aiosqlite one: every call runs on
+aiosqlite's connection thread, off the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import aiosqlite
 
 log = logging.getLogger(__name__)
 
@@ -185,55 +186,90 @@ def agent_tag(agent_id: str) -> str:
     return "ag" + hashlib.sha1(agent_id.encode()).hexdigest()[:16]
 
 
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",  # WAL + NORMAL survives a process kill; commits stay fast
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA temp_store=MEMORY",
+)
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    for pragma in PRAGMAS:
+        conn.execute(pragma)
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _fetchone(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
+    return row
+
+
+def _apply(conn: sqlite3.Connection, batch: list[Statement]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in batch:
+            conn.execute(sql, params)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # a failed COMMIT must not leave the transaction open either
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Store:
-    """SQLite on one dedicated thread: every call is a single hop off the event loop.
+    """SQLite on aiosqlite's connection thread: every call is a single hop off the event loop.
 
     A whole commit (BEGIN, its statements, COMMIT) runs in one hop, so a turn's writes cost one
-    thread round trip instead of one per statement (measured in docs/benchmarks.md). Calls run
-    in submission order; a cancelled caller does not stop a commit already handed to the thread
-    (it lands whole, exactly as if the caller had waited).
+    thread round trip instead of one per statement (measured in docs/benchmarks.md), and no other
+    call can run inside the transaction. Calls run in submission order; a cancelled caller does
+    not stop a call already handed to the thread (a commit lands whole, exactly as if the caller
+    had waited).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._thread: ThreadPoolExecutor | None = None
+        self._conn: aiosqlite.Connection | None = None
         self._next_message_id = 1
         # Called after every successful commit (e.g. to wake the background recall indexer).
         self.after_commit: list[Callable[[], None]] = []
 
     @property
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("store is not open")
         return self._conn
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
-        if self._conn is None or self._thread is None:
-            raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+        """Run ``function(sqlite3_connection, *args)`` on aiosqlite's thread, in one hop.
 
-    def _connect(self) -> sqlite3.Connection:
-        if self.path != Path(":memory:"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        for pragma in (
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA synchronous=NORMAL",  # WAL + NORMAL survives a process kill; commits stay fast
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA busy_timeout=5000",
-            "PRAGMA temp_store=MEMORY",
-        ):
-            conn.execute(pragma)
-        return conn
+        aiosqlite's public API costs a hop per call: a commit of N statements would take N + 2
+        hops, and other calls could run between its BEGIN and COMMIT. So this queues the whole
+        callable through ``Connection._execute`` with the raw ``Connection._conn``: aiosqlite
+        internals (present since 0.17), pinned in pyproject.toml. Once queued, the callable runs
+        even if the caller is cancelled. It is wrapped so that aiosqlite's DEBUG log (which
+        prints the queued callable) shows no SQL parameters, i.e. no user text.
+        """
+        db = self.db
+        conn = db._conn
+
+        def call() -> T:
+            return function(conn, *args)
+
+        result: T = await db._execute(call)
+        return result
 
     async def open(self) -> None:
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        if self.path != Path(":memory:"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._connect
-            )
+            await self._run(_configure)
             await self._migrate()
         except BaseException:
             await self.close()
@@ -242,13 +278,9 @@ class Store:
         self._next_message_id = int(row["top"]) + 1 if row else 1
 
     async def close(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
         conn, self._conn = self._conn, None
-        if conn is not None:  # queued behind every call already submitted
-            await asyncio.get_running_loop().run_in_executor(thread, conn.close)
-        thread.shutdown(wait=False)
+        if conn is not None:  # queued behind every call already submitted; stops the thread
+            await conn.close()
 
     async def _migrate(self) -> None:
         row = await self.fetchone("PRAGMA user_version")
@@ -260,10 +292,7 @@ class Store:
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migrating %s to schema version %d", self.path, number)
-            await self._run(
-                self.db.executescript,
-                f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;",
-            )
+            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
 
     @property
     def schema_version(self) -> int:
@@ -274,39 +303,21 @@ class Store:
         self._next_message_id += 1
         return message_id
 
-    def _fetchall(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        return self.db.execute(sql, params).fetchall()
-
-    def _fetchone(self, sql: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
-        return row
-
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return await self._run(self._fetchall, sql, params)
+        return await self._run(_fetchall, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        return await self._run(self._fetchone, sql, params)
+        return await self._run(_fetchone, sql, params)
 
     async def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
-
-    def _apply(self, batch: list[Statement]) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in batch:
-                db.execute(sql, params)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
     async def commit(self, statements: Iterable[Statement]) -> None:
         """Apply statements atomically: all of them, or (on any error) none."""
         batch = list(statements)
         if not batch:
             return
-        await self._run(self._apply, batch)
+        await self._run(_apply, batch)
         for listener in self.after_commit:
             listener()

@@ -237,6 +237,9 @@ class ScriptedLLM:
         self.inflight = 0
         self.max_inflight = 0
         self.busy_seconds = 0.0  # summed simulated latency (overlapping requests add up)
+        # Summed time from a handler's start (body still unread) to its response, simulated
+        # latency excluded: the server's own work, which benchmarks do not charge to the bot.
+        self.handled_seconds = 0.0
         self._script: collections.deque[Step] = collections.deque()
         self._embedding_script: collections.deque[Step] = collections.deque()
         self._runner: web.AppRunner | None = None
@@ -352,6 +355,13 @@ class ScriptedLLM:
         return result
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        started, busy = time.perf_counter(), self.busy_seconds
+        try:
+            return await self._chat_timed(request)
+        finally:
+            self.handled_seconds += time.perf_counter() - started - (self.busy_seconds - busy)
+
+    async def _chat_timed(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_json(request)
         if isinstance(body, web.Response):
             return body
@@ -402,6 +412,13 @@ class ScriptedLLM:
         )  # fmt: skip
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        started, busy = time.perf_counter(), self.busy_seconds
+        try:
+            return await self._embeddings_timed(request)
+        finally:
+            self.handled_seconds += time.perf_counter() - started - (self.busy_seconds - busy)
+
+    async def _embeddings_timed(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_json(request)
         if isinstance(body, web.Response):
             return body

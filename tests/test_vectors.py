@@ -353,3 +353,35 @@ async def test_ids_pages_through_large_collections(
     ids = [f"x{i:02d}" for i in range(23)]
     await index.add("a", ids, _unit(rng, 23).tolist(), ["d"] * 23)
     assert sorted(await index.ids("a")) == ids
+
+
+# ----------------------------------------------------------------- the Chroma process
+
+
+async def test_chroma_runs_in_its_own_process_and_comes_back_after_dying(
+    index: VectorIndex,
+) -> None:
+    import os
+    import signal
+
+    rng = np.random.default_rng(9)
+    vecs = _unit(rng, 5)
+    await index.add("dm:7", [f"v{i}" for i in range(5)], vecs.tolist(), ["d"] * 5)
+    first = index.pid
+    assert first is not None and first != os.getpid()
+    assert (await index.stats())["collections"] >= 1
+
+    os.kill(first, signal.SIGKILL)
+    # The call finds the process gone, starts another and is done there (every operation is
+    # idempotent); what was written is on disk.
+    assert await index.count("dm:7") == 5
+    assert index.pid not in (None, first)
+    hits = await index.query("dm:7", vecs[2].tolist(), k=1)
+    assert hits[0][0] == "v2"
+
+
+async def test_a_failed_chroma_operation_is_reported_not_fatal(index: VectorIndex) -> None:
+    await index.add("dm:8", ["a"], [[1.0] + [0.0] * (DIM - 1)], ["a"])
+    with pytest.raises(vectors.VectorIndexError, match="dimension"):
+        await index.add("dm:8", ["b"], [[1.0, 0.0]], ["b"])  # the collection holds 16-d vectors
+    assert await index.count("dm:8") == 1  # the process lives on

@@ -5,9 +5,13 @@ measured ~25x slower at 100k vectors. Passage text lives in SQLite (the source
 of truth); Chroma only maps passage id -> vector, plus the document and
 metadata for convenience when inspecting the store.
 
-Chroma's client is synchronous, so every call goes through ``asyncio.to_thread``.
-Only one process may own an embedded (``path=``) store: two writers lose
-vectors. Run ``chroma run`` and pass ``host=`` to share one between processes.
+Chroma runs in a process of its own (bot/memory/vector_worker.py): its Rust
+bindings hold the GIL through a whole write, so on a thread of this process a
+write stalled every conversation for 10-25 ms (docs/benchmarks.md). The worker
+is started on first use (or by `warm`) and again if it ever dies; an agent
+without passages never needs it. Only one process may own an embedded
+(``path=``) store: two writers lose vectors. Run ``chroma run`` and pass
+``host=`` to share one between processes.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import os
+import pickle
 import re
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from chromadb.api import ClientAPI
-    from chromadb.api.models.Collection import Collection
+import numpy as np
+
+from bot.memory.vector_worker import HEADER, READY
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,16 @@ _NAME_PREFIX = "agent"
 _SLUG_MAX = 48
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _IDS_PAGE = 10_000
+_START_TIMEOUT = 120.0  # importing chromadb takes seconds on a busy 2-core machine
+_STOP_TIMEOUT = 30.0
+
+
+class VectorIndexError(RuntimeError):
+    """Chroma failed an operation, or its process stopped."""
+
+
+class _Stopped(VectorIndexError):
+    """The Chroma process ended before answering."""
 
 
 def collection_name(agent_id: str) -> str:
@@ -44,13 +62,96 @@ def collection_name(agent_id: str) -> str:
     return f"{_NAME_PREFIX}-{slug}-{digest}" if slug else f"{_NAME_PREFIX}-{digest}"
 
 
-def _clean_metadata(meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    # Chroma rejects empty metadata dicts but accepts None.
-    return meta or None
+class _Worker:
+    """The Chroma process and the requests waiting for its answers."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, max_batch: int) -> None:
+        self.proc = proc
+        self.max_batch = max_batch
+        self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.next_id = READY + 1
+        self.reader = asyncio.create_task(self._read(), name="vector-index-replies")
+
+    @classmethod
+    async def start(cls, config: dict[str, Any]) -> _Worker:
+        # The worker needs no secret: keep tokens and keys out of its environment.
+        env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot.memory.vector_worker", json.dumps(config),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        )
+        try:
+            greeting = await asyncio.wait_for(_read_frame(proc), _START_TIMEOUT)
+        except (asyncio.IncompleteReadError, TimeoutError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            code = await proc.wait()
+            raise VectorIndexError(
+                f"the vector index process did not start (exit code {code}); its error is"
+                " in the log above") from None
+        return cls(proc, int(greeting[2]))
+
+    async def call(self, op: str, *args: Any) -> Any:
+        if self.reader.done():
+            raise _Stopped("the vector index process has stopped")
+        request_id, self.next_id = self.next_id, self.next_id + 1
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = answer
+        data = pickle.dumps((request_id, op, args), protocol=pickle.HIGHEST_PROTOCOL)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(HEADER.pack(len(data)) + data)
+            await self.proc.stdin.drain()
+            return await answer
+        except (ConnectionError, BrokenPipeError) as error:
+            raise _Stopped("the vector index process has stopped") from error
+        finally:
+            self.waiting.pop(request_id, None)
+
+    async def _read(self) -> None:
+        """Hand each answer to its caller; when the process ends, fail whoever still waits."""
+        try:
+            while True:
+                request_id, ok, value = await _read_frame(self.proc)
+                answer = self.waiting.get(request_id)
+                if answer is None or answer.done():
+                    continue  # its caller was cancelled
+                if ok:
+                    answer.set_result(value)
+                else:
+                    answer.set_exception(VectorIndexError(value))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            code = await self.proc.wait()
+            if code:
+                log.error("the vector index process stopped (exit code %s)", code)
+            error = _Stopped(f"the vector index process stopped (exit code {code})")
+            for answer in self.waiting.values():
+                if not answer.done():
+                    answer.set_exception(error)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(VectorIndexError):
+            await asyncio.wait_for(self.call("close"), _STOP_TIMEOUT)
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), _STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("the vector index process did not stop; killing it")
+            self.proc.kill()
+            await self.proc.wait()
+        await self.reader
+
+
+async def _read_frame(proc: asyncio.subprocess.Process) -> Any:
+    assert proc.stdout is not None
+    head = await proc.stdout.readexactly(HEADER.size)
+    return pickle.loads(await proc.stdout.readexactly(HEADER.unpack(head)[0]))
 
 
 class VectorIndex:
-    """Per-agent cosine vector collections in Chroma (embedded or server)."""
+    """Per-agent cosine vector collections in Chroma (embedded or server), served by a worker
+    process."""
 
     def __init__(
         self,
@@ -71,81 +172,38 @@ class VectorIndex:
         self.host = host
         self.port = port
         self._hnsw: dict[str, Any] = {"space": "cosine", **hnsw}
-        self._client: ClientAPI | None = None
-        self._client_lock = asyncio.Lock()
-        self._collections: dict[str, Collection] = {}
-        self._create_lock = asyncio.Lock()
-        self._max_batch: int | None = None
+        self._worker: _Worker | None = None
+        self._worker_lock = asyncio.Lock()
 
-    # ---------------------------------------------------------------- client / collections
+    async def _call(self, op: str, *args: Any) -> Any:
+        try:
+            return await self._call_once(op, *args)
+        except _Stopped:
+            # Every operation is idempotent (upserts, deletes by id, reads): if the process
+            # died under it, a new one does it again.
+            log.warning("the vector index process stopped; starting it again")
+            return await self._call_once(op, *args)
 
-    def _connect(self) -> ClientAPI:
-        import chromadb
-        from chromadb.config import Settings
-
-        settings = Settings(anonymized_telemetry=False)
-        if self.host is not None:
-            return chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
-        assert self.path is not None
-        self.path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(self.path), settings=settings)
-
-    async def _get_client(self) -> ClientAPI:
-        if self._client is None:
-            async with self._client_lock:
-                if self._client is None:
-                    # chromadb imports httpx, and openai (running on the loop meanwhile)
-                    # reads sys.modules["httpx"]: a half-imported module made embedding calls
-                    # fail with AttributeError. httpx alone imports in tens of milliseconds.
-                    import httpx  # noqa: F401
-
-                    client = await asyncio.to_thread(self._connect)
-                    self._max_batch = await asyncio.to_thread(client.get_max_batch_size)
-                    self._client = client
-        return self._client
+    async def _call_once(self, op: str, *args: Any) -> Any:
+        worker = self._worker
+        if worker is None or worker.reader.done():
+            async with self._worker_lock:
+                worker = self._worker
+                if worker is None or worker.reader.done():
+                    if self.path is not None:
+                        self.path.mkdir(parents=True, exist_ok=True)
+                    config = {"path": str(self.path) if self.path else None, "host": self.host,
+                              "port": self.port, "hnsw": self._hnsw}
+                    worker = self._worker = await _Worker.start(config)
+        return await worker.call(op, *args)
 
     async def warm(self) -> None:
-        """Import chromadb and open the client now, off the event loop (1.3 s here), so the
-        first archival search after start-up does not wait for it."""
+        """Start the worker now (it imports chromadb: seconds), so the first archival search
+        after start-up does not wait for it."""
         try:
-            await self._get_client()
+            await self._call("stats")
         except Exception:  # the first real use reports it
             log.warning("could not open the vector index yet", exc_info=True)
-
-    async def _collection(self, agent_id: str, *, create: bool) -> Collection | None:
-        """The agent's collection handle (cached); None if missing and not ``create``."""
-        cached = self._collections.get(agent_id)
-        if cached is not None:
-            return cached
-        # The client first: it imports chromadb (over a second) on a worker thread; imported
-        # here first, that import would stall the event loop.
-        client = await self._get_client()
-        from chromadb.errors import NotFoundError
-
-        name = collection_name(agent_id)
-        if not create:
-            try:
-                col = await asyncio.to_thread(client.get_collection, name, embedding_function=None)
-            except NotFoundError:
-                return None
-        else:
-            # One creator at a time, so concurrent first writes can't race on creation.
-            async with self._create_lock:
-                cached = self._collections.get(agent_id)
-                if cached is not None:
-                    return cached
-                col = await asyncio.to_thread(
-                    client.get_or_create_collection,
-                    name,
-                    configuration={"hnsw": dict(self._hnsw)},
-                    metadata={"agent_id": agent_id},
-                    embedding_function=None,
-                )
-        stored = (col.metadata or {}).get("agent_id")
-        if stored is not None and stored != agent_id:
-            raise RuntimeError(f"collection {name} belongs to {stored!r}, not {agent_id!r}")
-        self._collections[agent_id] = col
-        return col
 
     # ---------------------------------------------------------------- public API
 
@@ -164,82 +222,53 @@ class VectorIndex:
             raise ValueError("ids, embeddings and documents must have the same length")
         if metadatas is not None and len(metadatas) != len(ids):
             raise ValueError("metadatas must have one entry per id")
-        col = await self._collection(agent_id, create=True)
-        assert col is not None
-        step = self._max_batch or 1000
-        for start in range(0, len(ids), step):
-            end = start + step
-            metas = None
-            if metadatas is not None:
-                metas = [_clean_metadata(m) for m in metadatas[start:end]]
-                if all(m is None for m in metas):
-                    metas = None
-            await asyncio.to_thread(
-                col.upsert,
-                ids=ids[start:end],
-                embeddings=embeddings[start:end],  # Chroma converts to float32 off-loop
-                documents=documents[start:end],
-                metadatas=metas,  # type: ignore[arg-type]
-            )
+        metas = None
+        if metadatas is not None and any(metadatas):
+            metas = [m or None for m in metadatas]  # Chroma rejects empty dicts, takes None
+        matrix = np.asarray(embeddings, dtype=np.float32)  # a compact frame for the pipe
+        await self._call("add", agent_id, list(ids), matrix, list(documents), metas)
 
     async def query(self, agent_id: str, embedding: list[float], k: int) -> list[tuple[str, float]]:
         """The ``k`` nearest ids as (id, cosine similarity), best first."""
         if k <= 0:
             return []
-        col = await self._collection(agent_id, create=False)
-        if col is None:
-            return []
-        result = await asyncio.to_thread(
-            col.query,
-            query_embeddings=[list(map(float, embedding))],
-            n_results=k,
-            include=["distances"],
-        )
-        ids = result["ids"][0] if result["ids"] else []
-        distances = result["distances"][0] if result["distances"] else []
-        # Chroma's cosine distance is 1 - cos, so similarity is recovered exactly.
-        return [(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+        result: list[tuple[str, float]] = await self._call(
+            "query", agent_id, [float(x) for x in embedding], k)
+        return result
 
     async def count(self, agent_id: str) -> int:
-        col = await self._collection(agent_id, create=False)
-        if col is None:
-            return 0
-        return int(await asyncio.to_thread(col.count))
+        return int(await self._call("count", agent_id))
 
     async def ids(self, agent_id: str) -> list[str]:
         """Every id stored for the agent (paged, so huge collections don't spike memory)."""
-        col = await self._collection(agent_id, create=False)
-        if col is None:
-            return []
         out: list[str] = []
         while True:
-            page = await asyncio.to_thread(col.get, include=[], limit=_IDS_PAGE, offset=len(out))
-            out.extend(page["ids"])
-            if len(page["ids"]) < _IDS_PAGE:
+            page: list[str] = await self._call("ids", agent_id, _IDS_PAGE, len(out))
+            out.extend(page)
+            if len(page) < _IDS_PAGE:
                 return out
 
     async def delete(self, agent_id: str, ids: list[str]) -> None:
-        if not ids:
-            return
-        col = await self._collection(agent_id, create=False)
-        if col is None:
-            return
-        await asyncio.to_thread(col.delete, ids=list(ids))
+        if ids:
+            await self._call("delete", agent_id, list(ids))
 
     async def drop_agent(self, agent_id: str) -> None:
         """Delete the agent's whole collection; a missing one is fine."""
-        client = await self._get_client()  # imports chromadb off the event loop
-        from chromadb.errors import NotFoundError
+        await self._call("drop", agent_id)
 
-        self._collections.pop(agent_id, None)
-        with contextlib.suppress(NotFoundError):
-            await asyncio.to_thread(client.delete_collection, collection_name(agent_id))
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs (for resource accounting)."""
+        worker = self._worker
+        return worker.proc.pid if worker is not None and not worker.reader.done() else None
+
+    async def stats(self) -> dict[str, float]:
+        """The worker's open collections and resident memory (for benchmarks and /memory)."""
+        return dict(await self._call("stats"))
 
     async def aclose(self) -> None:
-        """Release the client; an embedded store's files are flushed and unlocked."""
-        client, self._client = self._client, None
-        self._collections.clear()
-        if client is not None:
-            close = getattr(client, "close", None)  # older Chroma clients lack close()
-            if close is not None:
-                await asyncio.to_thread(close)
+        """Stop the worker; an embedded store's files are flushed and unlocked."""
+        async with self._worker_lock:
+            worker, self._worker = self._worker, None
+            if worker is not None:
+                await worker.stop()
