@@ -57,7 +57,7 @@ async def run(quick: bool) -> Section:
         f" {2 * active:,} with {PASSAGES} archival passages), a fresh"
         f" process serves {active} at once (3 mixed turns each), then {touch:,} others one"
         f" message each; MAX_LOADED_AGENTS={max_loaded}; zero-latency LLM; RSS of the bot"
-        " process only"))
+        " process and of its Chroma process"))
     with tempfile.TemporaryDirectory(prefix="mnemocord-footprint-") as scratch:
         data = Path(scratch)
         async with LLMProcess(0.0) as llm:
@@ -84,7 +84,7 @@ async def run(quick: bool) -> Section:
                "rss_bot_mib": serving["rss"], "rss_index_mib": serving["index_rss"],
                "indexes_open": serving["indexes"], "loaded_active": serving["loaded"],
                "rss_after": touched["rss"] + touched["index_rss"], "peak_mib": touched["peak"],
-               "loaded_after": touched["loaded"]}
+               "loaded_after": touched["loaded"], "index_restarts": touched["restarts"]}
     section.say(f"start-up: ready {ready['at']:.2f} s after spawn (RSS {ready['rss']:.0f} MiB),"
                 f" first reply at {first['at']:.2f} s; {len(starts)} more starts: median"
                 f" {figures['ready_s']:.2f} s, max {figures['ready_max_s']:.2f} s")
@@ -97,6 +97,8 @@ async def run(quick: bool) -> Section:
                 " (archival inserts/searches)")
     section.say(f"after {touch:,} more agents came and went: RSS {touched['rss']:.0f} MiB bot"
                 f" (peak {touched['peak']:.0f}) + {touched['index_rss']:.0f} MiB Chroma process,"
-                f" {touched['loaded']} agents loaded (MAX_LOADED_AGENTS={max_loaded})")
+                f" {touched['loaded']} agents loaded (MAX_LOADED_AGENTS={max_loaded}); the"
+                f" Chroma process was restarted {touched['restarts']} times for its memory limit"
+                " (CHROMA_MEMORY_LIMIT_MB, default 512)")
     section.figures = figures
     return section

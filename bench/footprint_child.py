@@ -53,14 +53,16 @@ async def _child(base_url: str, data: Path, agents: int, active: int, touch: int
         index = await engine.vectors.stats()
         print(json.dumps({"stage": stage, "rss": rss_mib(), "index_rss": index["rss_mib"],
                           "seconds": time.perf_counter() - started,
-                          "loaded": len(engine._agents), "indexes": index["collections"]}),
+                          "loaded": len(engine._agents), "indexes": index["collections"],
+                          "restarts": engine.vectors.restarts}),
               flush=True)
     for index in range(active, active + touch):  # others come and go, one message each
         await engine.send(f"dm:{index % agents}", user_text("plain", 9, rng), sender_name="Bo")
     await engine.archival.flush()
     index = await engine.vectors.stats()
     print(json.dumps({"stage": "touched", "rss": rss_mib(), "peak": _vm("VmHWM"),
-                      "index_rss": index["rss_mib"], "loaded": len(engine._agents)}),
+                      "index_rss": index["rss_mib"], "loaded": len(engine._agents),
+                      "restarts": engine.vectors.restarts}),
           flush=True)
     await engine.aclose()
     await embedder.aclose()

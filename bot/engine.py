@@ -107,6 +107,7 @@ class Engine(CommandsMixin):
             path=None if settings.chroma_host else settings.chroma_dir,
             host=settings.chroma_host,
             port=settings.chroma_port,
+            memory_limit_mb=settings.chroma_memory_limit_mb,
         )
         dense = self._recall_embeddings()
         self.recall = RecallMemory(self.store, self.tz, self.embedder if dense else None)

@@ -355,9 +355,13 @@ class ScriptedLLM:
         return result
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._timed(self._chat_timed, request)
+
+    async def _timed(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                     request: web.Request) -> web.StreamResponse:
         started, busy = time.perf_counter(), self.busy_seconds
         try:
-            return await self._chat_timed(request)
+            return await handler(request)
         finally:
             self.handled_seconds += time.perf_counter() - started - (self.busy_seconds - busy)
 
@@ -412,11 +416,7 @@ class ScriptedLLM:
         )  # fmt: skip
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        started, busy = time.perf_counter(), self.busy_seconds
-        try:
-            return await self._embeddings_timed(request)
-        finally:
-            self.handled_seconds += time.perf_counter() - started - (self.busy_seconds - busy)
+        return await self._timed(self._embeddings_timed, request)
 
     async def _embeddings_timed(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_json(request)

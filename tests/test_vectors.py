@@ -385,3 +385,20 @@ async def test_a_failed_chroma_operation_is_reported_not_fatal(index: VectorInde
     with pytest.raises(vectors.VectorIndexError, match="dimension"):
         await index.add("dm:8", ["b"], [[1.0, 0.0]], ["b"])  # the collection holds 16-d vectors
     assert await index.count("dm:8") == 1  # the process lives on
+
+
+async def test_chroma_process_is_restarted_past_its_memory_limit(tmp_path: Path) -> None:
+    # A limit every process exceeds (Python alone takes more than 1 MiB), checked on every
+    # call: each call is followed by a restart, and nothing written is lost.
+    index = VectorIndex(path=tmp_path / "chroma", memory_limit_mb=1, check_every=1)
+    rng = np.random.default_rng(10)
+    vecs = _unit(rng, 3)
+    try:
+        await index.add("dm:9", ["a", "b", "c"], vecs.tolist(), ["a", "b", "c"])
+        assert index.restarts == 1 and index.pid is None
+        assert await index.count("dm:9") == 3
+        assert index.restarts == 2
+        hits = await index.query("dm:9", vecs[1].tolist(), k=1)
+        assert hits[0][0] == "b"
+    finally:
+        await index.aclose()

@@ -70,6 +70,7 @@ class _Worker:
         self.max_batch = max_batch
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         self.next_id = READY + 1
+        self.calls = 0
         self.reader = asyncio.create_task(self._read(), name="vector-index-replies")
 
     @classmethod
@@ -160,7 +161,11 @@ class VectorIndex:
         host: str | None = None,
         port: int = 8000,
         hnsw: dict[str, Any] | None = None,
+        memory_limit_mb: int = 0,
+        check_every: int = 200,
     ) -> None:
+        """memory_limit_mb: restart the Chroma process, when nothing is waiting on it, once it
+        holds more than this (0 = never); checked every `check_every` calls."""
         if (path is None) == (host is None):
             raise ValueError("VectorIndex needs exactly one of path= (embedded) or host= (server)")
         hnsw = dict(hnsw or {})
@@ -174,6 +179,9 @@ class VectorIndex:
         self._hnsw: dict[str, Any] = {"space": "cosine", **hnsw}
         self._worker: _Worker | None = None
         self._worker_lock = asyncio.Lock()
+        self.memory_limit_mb = memory_limit_mb
+        self.check_every = check_every
+        self.restarts = 0  # for the memory limit
 
     async def _call(self, op: str, *args: Any) -> Any:
         try:
@@ -195,7 +203,30 @@ class VectorIndex:
                     config = {"path": str(self.path) if self.path else None, "host": self.host,
                               "port": self.port, "hnsw": self._hnsw}
                     worker = self._worker = await _Worker.start(config)
-        return await worker.call(op, *args)
+        try:
+            return await worker.call(op, *args)
+        finally:
+            worker.calls += 1
+            if self.memory_limit_mb and worker.calls % self.check_every == 0:
+                await self._recycle_if_large(worker)
+
+    async def _recycle_if_large(self, worker: _Worker) -> None:
+        """Embedded Chroma keeps every agent index it has loaded in memory for good (its own
+        LRU, sized from the open-file limit, drops indexes not yet synced to disk and then
+        fails their searches), so its memory grows with the agents that used archival memory
+        since it started. Past the limit, a restart at a quiet moment gives it back: the next
+        call starts a new process, which reads indexes from disk as they are needed."""
+        rss = (await worker.call("stats"))["rss_mib"]
+        if rss <= self.memory_limit_mb or worker.waiting:
+            return
+        async with self._worker_lock:
+            if self._worker is not worker or worker.waiting:
+                return  # restarted already, or busy again: the next check decides
+            self._worker = None  # new calls wait for the lock, then start a new process
+            log.info("restarting the vector index process (%.0f MiB > %d MiB)", rss,
+                     self.memory_limit_mb)
+            await worker.stop()
+            self.restarts += 1
 
     async def warm(self) -> None:
         """Start the worker now (it imports chromadb: seconds), so the first archival search
