@@ -99,6 +99,6 @@ async def run(quick: bool) -> Section:
                 f" (peak {touched['peak']:.0f}) + {touched['index_rss']:.0f} MiB Chroma process,"
                 f" {touched['loaded']} agents loaded (MAX_LOADED_AGENTS={max_loaded}); the"
                 f" Chroma process was restarted {touched['restarts']} times for its memory limit"
-                " (CHROMA_MEMORY_LIMIT_MB, default 512)")
+                " (CHROMA_MEMORY_LIMIT_MB)")
     section.figures = figures
     return section

@@ -103,12 +103,15 @@ async def _sizes(section: Section, bench: Bench, llm: LLMProcess,
             section.say(f"[{label}] archival: {filled.rows} passages in {filled.seconds:.1f} s")
             await engine.reload(agent_id)
         await conversation(bench, agent_id, warmup, seed=99, first_seq=10_000)
-        chroma_cpu = child_cpu_seconds(engine.vectors.pid)
+        chroma, chroma_cpu = engine.vectors.pid, child_cpu_seconds(engine.vectors.pid)
         done = await conversation(bench, agent_id, turns, server=llm)
         await engine.archival.flush()
         chroma_cpu = child_cpu_seconds(engine.vectors.pid) - chroma_cpu
         figures = _figures(done) | _overlap(done)
-        figures["chroma_cpu_per_turn_ms"] = chroma_cpu / len(done) * 1000
+        # (not known if the Chroma process was restarted meanwhile: NaN)
+        figures["chroma_cpu_per_turn_ms"] = (chroma_cpu / len(done) * 1000
+                                             if chroma == engine.vectors.pid else float("nan"))
+        figures["chroma_restarts"] = engine.vectors.restarts
         figures["in_order"] = float(in_order(done))
         by_size[label] = figures
         section.say(f"[{label}] overhead {figures['p50']:.2f} ms p50, {figures['p95']:.2f} ms"

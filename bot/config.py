@@ -80,8 +80,8 @@ class Settings(BaseSettings):
     chroma_host: str | None = None
     chroma_port: int = 8000
     # The embedded Chroma runs in its own process and keeps every agent index it has loaded;
-    # past this many MiB it is restarted at a quiet moment (0 = never).
-    chroma_memory_limit_mb: int = Field(default=512, ge=0)
+    # past this many MiB it is restarted at a quiet moment, at most every 10 minutes (0 = never).
+    chroma_memory_limit_mb: int = Field(default=1024, ge=0)
 
     # --- Agent behaviour ---
     personas_dir: Path = REPO_ROOT / "personas"

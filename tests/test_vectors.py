@@ -389,16 +389,31 @@ async def test_a_failed_chroma_operation_is_reported_not_fatal(index: VectorInde
 
 async def test_chroma_process_is_restarted_past_its_memory_limit(tmp_path: Path) -> None:
     # A limit every process exceeds (Python alone takes more than 1 MiB), checked on every
-    # call: each call is followed by a restart, and nothing written is lost.
-    index = VectorIndex(path=tmp_path / "chroma", memory_limit_mb=1, check_every=1)
+    # call of a process of any age: once it holds two collections, each call is followed by a
+    # restart, and nothing written is lost.
+    index = VectorIndex(path=tmp_path / "chroma", memory_limit_mb=1, check_every=1, min_age=0)
     rng = np.random.default_rng(10)
     vecs = _unit(rng, 3)
     try:
         await index.add("dm:9", ["a", "b", "c"], vecs.tolist(), ["a", "b", "c"])
+        assert index.restarts == 0  # one collection: a restart would not make it smaller
+        await index.add("dm:10", ["d"], vecs[:1].tolist(), ["d"])
         assert index.restarts == 1 and index.pid is None
-        assert await index.count("dm:9") == 3
+        assert await index.count("dm:9") == 3  # a new process, one collection open again
+        assert await index.count("dm:10") == 1
         assert index.restarts == 2
         hits = await index.query("dm:9", vecs[1].tolist(), k=1)
         assert hits[0][0] == "b"
+    finally:
+        await index.aclose()
+
+
+async def test_a_young_chroma_process_is_not_restarted(tmp_path: Path) -> None:
+    index = VectorIndex(path=tmp_path / "chroma", memory_limit_mb=1, check_every=1)
+    rng = np.random.default_rng(11)
+    try:
+        for agent in ("dm:1", "dm:2", "dm:3"):
+            await index.add(agent, ["x"], _unit(rng, 1).tolist(), ["x"])
+        assert index.restarts == 0 and index.pid is not None
     finally:
         await index.aclose()

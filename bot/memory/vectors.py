@@ -25,6 +25,7 @@ import os
 import pickle
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class _Worker:
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         self.next_id = READY + 1
         self.calls = 0
+        self.started = time.monotonic()
         self.reader = asyncio.create_task(self._read(), name="vector-index-replies")
 
     @classmethod
@@ -163,9 +165,12 @@ class VectorIndex:
         hnsw: dict[str, Any] | None = None,
         memory_limit_mb: int = 0,
         check_every: int = 200,
+        min_age: float = 600.0,
     ) -> None:
-        """memory_limit_mb: restart the Chroma process, when nothing is waiting on it, once it
-        holds more than this (0 = never); checked every `check_every` calls."""
+        """memory_limit_mb: restart the Chroma process once it holds more than this (0 =
+        never), checked every `check_every` calls, when nothing is waiting on it, it has more
+        than one collection open and has run for at least `min_age` seconds (so a single large
+        archive, which a restart cannot shrink, never makes it restart over and over)."""
         if (path is None) == (host is None):
             raise ValueError("VectorIndex needs exactly one of path= (embedded) or host= (server)")
         hnsw = dict(hnsw or {})
@@ -181,6 +186,7 @@ class VectorIndex:
         self._worker_lock = asyncio.Lock()
         self.memory_limit_mb = memory_limit_mb
         self.check_every = check_every
+        self.min_age = min_age
         self.restarts = 0  # for the memory limit
 
     async def _call(self, op: str, *args: Any) -> Any:
@@ -216,8 +222,11 @@ class VectorIndex:
         fails their searches), so its memory grows with the agents that used archival memory
         since it started. Past the limit, a restart at a quiet moment gives it back: the next
         call starts a new process, which reads indexes from disk as they are needed."""
-        rss = (await worker.call("stats"))["rss_mib"]
-        if rss <= self.memory_limit_mb or worker.waiting:
+        if time.monotonic() - worker.started < self.min_age:
+            return
+        stats = await worker.call("stats")
+        rss = stats["rss_mib"]
+        if rss <= self.memory_limit_mb or stats["collections"] < 2 or worker.waiting:
             return
         async with self._worker_lock:
             if self._worker is not worker or worker.waiting:
