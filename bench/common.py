@@ -50,8 +50,8 @@ class HTTPEmbedder:
     """The embeddings endpoint of the scripted server, over a bare aiohttp session.
 
     Embedding is the provider's work, like the LLM's: the benchmarks time it separately and keep
-    the client thin. (The production OpenAIEmbedder goes through the `openai` SDK, which costs
-    about 4 ms of CPU per call on this machine; docs/benchmarks.md has the measurement.)
+    the client thin. (The production OpenAIEmbedder goes through the `openai` SDK, whose request
+    layer costs about as much as an LLM request's: the `micro` section.)
     """
 
     def __init__(self, base_url: str, model: str = "scripted-embedding") -> None:

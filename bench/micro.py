@@ -5,7 +5,8 @@
 - a Chroma write: how long it stops the event loop when run on a thread of the bot's process
   (the GIL is held through it) and when run in the Chroma process (bot/memory/vectors.py);
 - a turn's commit: one hop to the database thread against aiosqlite's public API, one hop per
-  statement (bot/store.py).
+  statement (bot/store.py);
+- counting an agent's passages, and fetching passages by id (bot/memory/archival.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import openai
 
 from bench.common import Section
 from bench.llm_proc import LLMProcess
+from bot.memory.archival import INSERT_PASSAGE
 from bot.memory.vectors import VectorIndex
 from bot.messages import INSERT_MESSAGE
 from bot.store import Store
@@ -201,6 +203,44 @@ async def _store(section: Section, quick: bool, folder: Path) -> dict[str, float
     return figures
 
 
+async def _archival_sql(section: Section, quick: bool, folder: Path) -> dict[str, float]:
+    """The two queries bot/memory/archival.py avoids or shapes, on one agent's passages."""
+    count = 10_000 if quick else 100_000
+    store = Store(folder / "passages.db")
+    await store.open()
+    try:
+        rows = [(INSERT_PASSAGE, (uuid.uuid4().hex, "dm:1", "a passage of some words " * 8,
+                                  None, f"2026-01-01T00:00:00.{n:06d}+00:00"))
+                for n in range(count)]
+        for first in range(0, count, 5000):
+            await store.commit(rows[first:first + 5000])
+        ids = [row[1][0] for row in rows[::count // 10]][:10]
+        marks = ",".join("?" * len(ids))
+
+        async def timed(sql: str, params: tuple[Any, ...]) -> float:
+            started = time.perf_counter()
+            for _ in range(20):
+                await store.fetchall(sql, params)
+            return (time.perf_counter() - started) / 20 * 1000
+
+        figures = {
+            "passages": count,
+            "count_ms": await timed("SELECT COUNT(*) FROM passages WHERE agent_id=?",
+                                    ("dm:1",)),
+            "by_id_ms": await timed(f"SELECT * FROM passages WHERE agent_id=? AND id IN"
+                                    f" ({marks})", ("dm:1", *ids)),
+            "by_id_plus_ms": await timed(f"SELECT * FROM passages WHERE +agent_id=? AND id IN"
+                                         f" ({marks})", ("dm:1", *ids)),
+        }
+    finally:
+        await store.close()
+    section.say(f"one agent with {count:,} passages: COUNT(*) {figures['count_ms']:.1f} ms (so"
+                f" the count is kept in memory); 10 passages by id with 'agent_id=?'"
+                f" {figures['by_id_ms']:.1f} ms (SQLite walks the agent's index), with"
+                f" '+agent_id=?' {figures['by_id_plus_ms']:.2f} ms (primary key lookups)")
+    return figures
+
+
 async def run(quick: bool) -> Section:
     section = Section("Micro-measurements behind the code's choices", (
         "each alternative timed in this process alone; the LLM server in its own process;"
@@ -210,5 +250,6 @@ async def run(quick: bool) -> Section:
         folder = Path(scratch)
         section.figures = (await _llm_client(section, quick)
                            | await _chroma(section, quick, folder)
-                           | await _store(section, quick, folder))
+                           | await _store(section, quick, folder)
+                           | await _archival_sql(section, quick, folder))
     return section

@@ -2,7 +2,7 @@
 
 Requests go through `openai.AsyncOpenAI` (its HTTP client, auth and error types), but through
 its low-level `post` with a JSON body we build ourselves: `chat.completions.create` was measured
-(docs/benchmarks.md) to spend 12 ms of our CPU per call at 10 messages and 54 ms at 200 —
+(docs/benchmarks.md) to spend 4-6 ms of our CPU per call at 10 messages and 44 ms at 200 —
 validating and copying every message, building pydantic models of the answer — where posting
 pre-encoded bytes and reading the bytes back costs about a millisecond. The SDK runs on its
 aiohttp transport (`DefaultAioHttpClient`): its default httpx transport cost 1.6 ms of CPU per

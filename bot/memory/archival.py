@@ -1,8 +1,8 @@
 """Archival memory: an unbounded store of passages the agent writes and searches by meaning.
 
 Passage text lives in SQLite (the source of truth, committed with the turn that wrote it);
-vectors live in Chroma, one collection per agent. A Chroma write costs 15-30 ms of disk syncs
-whatever its size (docs/benchmarks.md), so no turn waits for one: a passage's vector stays in
+vectors live in Chroma, one collection per agent. A Chroma write takes 5-25 ms, more as the
+collection grows (docs/benchmarks.md), so no turn waits for one: a passage's vector stays in
 memory — found by an exact search merged into Chroma's results — from the moment it is written
 until Chroma has it. Only committed passages are written to Chroma, in the background, in order
 per agent; a failed turn's passages are simply dropped. After a crash, SQLite and Chroma are
@@ -131,7 +131,7 @@ class ArchivalMemory:
         self._uncommitted: dict[str, _Unindexed] = {}  # written by the running turn
         self._unindexed: dict[str, _Unindexed] = {}  # committed, on their way to Chroma
         self._writes: dict[str, asyncio.Task[None]] = {}  # the last Chroma write per agent
-        # Committed passages per agent: COUNT(*) costs 13 ms at 100k passages, every search.
+        # Committed passages per agent: COUNT(*) costs 6-8 ms at 100k passages, every search.
         self._stored: dict[str, int] = {}
         self._changes: dict[str, int] = {}  # so a count racing a commit is not cached stale
 
@@ -264,7 +264,7 @@ class ArchivalMemory:
         if missing:
             marks = ",".join("?" * len(missing))
             # "+agent_id": look the ids up by primary key; left to itself SQLite walks the
-            # agent's index instead (95 ms at 100k passages, docs/benchmarks.md).
+            # agent's index instead (40-60 ms at 100k passages, docs/benchmarks.md).
             rows = await self.store.fetchall(
                 f"SELECT * FROM passages WHERE +agent_id=? AND id IN ({marks})",
                 (agent_id, *missing),

@@ -66,9 +66,8 @@ def collection_name(agent_id: str) -> str:
 class _Worker:
     """The Chroma process and the requests waiting for its answers."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, max_batch: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
-        self.max_batch = max_batch
         self.waiting: dict[int, asyncio.Future[Any]] = {}
         self.next_id = READY + 1
         self.calls = 0
@@ -83,8 +82,8 @@ class _Worker:
             sys.executable, "-m", "bot.memory.vector_worker", json.dumps(config),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )
-        try:
-            greeting = await asyncio.wait_for(_read_frame(proc), _START_TIMEOUT)
+        try:  # the process says it is ready once its Chroma client is open
+            await asyncio.wait_for(_read_frame(proc), _START_TIMEOUT)
         except (asyncio.IncompleteReadError, TimeoutError):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -92,7 +91,7 @@ class _Worker:
             raise VectorIndexError(
                 f"the vector index process did not start (exit code {code}); its error is"
                 " in the log above") from None
-        return cls(proc, int(greeting[2]))
+        return cls(proc)
 
     async def call(self, op: str, *args: Any) -> Any:
         if self.reader.done():
@@ -133,7 +132,7 @@ class _Worker:
                     answer.set_exception(error)
 
     async def stop(self) -> None:
-        with contextlib.suppress(VectorIndexError):
+        with contextlib.suppress(VectorIndexError, TimeoutError):
             await asyncio.wait_for(self.call("close"), _STOP_TIMEOUT)
         assert self.proc.stdin is not None
         self.proc.stdin.close()
