@@ -152,16 +152,26 @@ class Collections:
             self.client.delete_collection(self.name_of(agent_id))
 
     def stats(self) -> dict[str, float]:
-        with open("/proc/self/status", encoding="ascii") as status:
-            rss = next((int(line.split()[1]) / 1024 for line in status
-                        if line.startswith("VmRSS:")), 0.0)
-        return {"collections": len(self.handles), "rss_mib": rss}
+        return {"collections": len(self.handles), "rss_mib": _rss_mib()}
 
     def close(self) -> None:
         self.handles.clear()
         close = getattr(self.client, "close", None)  # older Chroma clients lack close()
         if close is not None:
             close()
+
+
+def _rss_mib() -> float:
+    """Resident memory now (Linux), else the peak so far (what other systems report)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) / 1024 for line in status
+                        if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return peak / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def _lane(jobs: queue.SimpleQueue[Any], collections: Collections, out: BinaryIO,

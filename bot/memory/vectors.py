@@ -208,12 +208,14 @@ class VectorIndex:
                     config = {"path": str(self.path) if self.path else None, "host": self.host,
                               "port": self.port, "hnsw": self._hnsw}
                     worker = self._worker = await _Worker.start(config)
-        try:
-            return await worker.call(op, *args)
-        finally:
-            worker.calls += 1
-            if self.memory_limit_mb and worker.calls % self.check_every == 0:
+        result = await worker.call(op, *args)
+        worker.calls += 1
+        if self.memory_limit_mb and worker.calls % self.check_every == 0:
+            try:
                 await self._recycle_if_large(worker)
+            except VectorIndexError:  # the next check decides; this call is done
+                log.warning("could not check the vector index process", exc_info=True)
+        return result
 
     async def _recycle_if_large(self, worker: _Worker) -> None:
         """Embedded Chroma keeps every agent index it has loaded in memory for good (its own
