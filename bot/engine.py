@@ -168,13 +168,15 @@ class Engine(CommandsMixin):
                 pass
         if self.recall_indexer is not None:
             await self.recall_indexer.aclose()
+        # Chroma gets every committed passage before it closes (each write then records its
+        # count in SQLite, so the store closes after).
+        await self.archival.flush()
         await self.store.close()
         await self.llm.aclose()
         if self._owns_embedder:
             await self.embedder.aclose()
         if self._embedding_openai is not None:
             await self._embedding_openai.close()
-        await self.archival.flush()  # Chroma gets every committed passage before it closes
         if self._warm_up is not None:  # a client still being opened would outlive aclose
             await asyncio.gather(self._warm_up, return_exceptions=True)
         await self.vectors.aclose()

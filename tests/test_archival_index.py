@@ -58,3 +58,18 @@ async def test_a_passage_whose_vector_was_lost_is_indexed_again_on_load(
         assert await engine.get_setting(INDEXED_KEY.format("cli:a")) == 2
         page = await engine.search_archival("cli:a", "where did she grow up")
         assert any("coast" in p.text for p in page.items)
+
+
+async def test_closing_right_after_a_turn_indexes_its_passages_cleanly(
+    make_settings: Callable[..., Settings], llm: ScriptedLLM, caplog: Any
+) -> None:
+    settings = make_settings()
+    async with Engine(settings) as engine:
+        await remember(engine, llm, "Alice's cat is called Miso.")
+        await engine.reload("cli:a")  # loading verifies and records the count Chroma holds
+        await remember(engine, llm, "Alice likes tea.")  # its write is still on its way
+    # The engine waited for the write and let it record its count before the store closed.
+    assert not [r for r in caplog.records if "could not index" in r.getMessage()]
+    async with Engine(settings) as engine:
+        assert await engine.get_setting(INDEXED_KEY.format("cli:a")) == 2
+        assert await engine.vectors.count("cli:a") == 2
