@@ -5,7 +5,7 @@ its low-level `post` with a JSON body we build ourselves: `chat.completions.crea
 (docs/benchmarks.md) to spend 4-6 ms of our CPU per call at 10 messages and 44 ms at 200 —
 validating and copying every message, building pydantic models of the answer — where posting
 pre-encoded bytes and reading the bytes back costs about a millisecond. The SDK runs on its
-aiohttp transport (`DefaultAioHttpClient`): its default httpx transport cost 1.6 ms of CPU per
+aiohttp transport (`DefaultAioHttpClient`): its default httpx transport cost 1.1-1.6 ms of CPU a
 call alone and more with many connections open (it scans its whole pool on every request).
 """
 
