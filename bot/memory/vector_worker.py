@@ -77,6 +77,8 @@ class Collections:
         # its own LRU, sized from the open-file limit, loses indexes not yet synced to disk.)
         self.handles: OrderedDict[str, Collection] = OrderedDict()
         self.max_handles = 1000
+        # An agent's requests share a lane, but two agents' first writes may create their
+        # collections at once on two lanes: keep Chroma's catalogue writes one at a time.
         self._create = threading.Lock()
 
     def get(self, agent_id: str, *, create: bool) -> Collection | None:

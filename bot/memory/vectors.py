@@ -183,7 +183,8 @@ class VectorIndex:
         self._hnsw: dict[str, Any] = {"space": "cosine", **hnsw}
         self._worker: _Worker | None = None
         self._worker_lock = asyncio.Lock()
-        self.memory_limit_mb = memory_limit_mb
+        # Only an embedded store's memory is the worker's to give back; a server keeps its own.
+        self.memory_limit_mb = memory_limit_mb if path is not None else 0
         self.check_every = check_every
         self.min_age = min_age
         self.restarts = 0  # for the memory limit
@@ -304,7 +305,7 @@ class VectorIndex:
         return worker.proc.pid if worker is not None and not worker.reader.done() else None
 
     async def stats(self) -> dict[str, float]:
-        """The worker's open collections and resident memory (for benchmarks and /memory)."""
+        """The worker's open collections and resident memory (the memory limit, benchmarks)."""
         return dict(await self._call("stats"))
 
     async def aclose(self) -> None:
