@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import discord
 
-MESSAGE_LIMIT = 2000
+MESSAGE_LIMIT = 2000  # characters of content (discord-api-docs docs/resources/Message.md)
+# "<@id> " in front of a message: a snowflake is a 64-bit integer, at most 20 digits.
+MENTION_ROOM = len("<@18446744073709551615> ")
 _MENTION = re.compile(r"<(@!?|@&|#)(\d{15,20})>")
 _FENCE = re.compile(r"^\s*(```+)(\S*)")
 
@@ -69,52 +72,102 @@ def describe_attachment(attachment: discord.Attachment) -> str:
     return f"[attached file: {attachment.filename} ({kind}, {size}){label}]"
 
 
-def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split into chunks of at most `limit` characters, at line or word boundaries, closing and
-    reopening code fences so each chunk renders on its own."""
+class Part(NamedTuple):
+    """One message of a split reply: `body` is a slice of the reply, `reopen` and `close` the
+    fence lines added so a code block cut in two renders in both messages."""
+
+    reopen: str
+    body: str
+    close: str
+
+    @property
+    def rendered(self) -> str:
+        return f"{self.reopen}{self.body}{self.close}"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT, *, reserve: int = 0) -> list[str]:
+    """Split into messages of at most `limit` characters (the first leaves `reserve` free for a
+    mention in front of it), at line or word boundaries, closing and reopening code fences so
+    each message renders on its own."""
+    return [part.rendered for part in split_parts(text, limit, reserve=reserve)]
+
+
+def split_parts(text: str, limit: int = MESSAGE_LIMIT, *, reserve: int = 0) -> list[Part]:
+    """split_message with the added fence lines kept apart: the bodies joined are the text.
+
+    A line starting (after blanks) with ``` opens or closes a code block, as a line appears in
+    the message it lands in. Room for the fence lines is counted before a piece is added, so a
+    closing fence never pushes a message over the limit."""
     text = text.strip()
-    if len(text) <= limit:
-        return [text] if text else []
-    chunks: list[str] = []
-    current = ""
-    fence: str | None = None  # the opening line of the code block we are inside
-    for line in text.split("\n"):
-        for piece in _pieces(line, limit - 16):
-            reopen = f"{fence}\n" if fence and not current else ""
-            candidate = f"{current}\n{piece}" if current else f"{reopen}{piece}"
-            closing = "\n```" if fence else ""
-            if len(candidate) + len(closing) > limit and current:
-                chunks.append(current + closing)
-                current = f"{fence}\n{piece}" if fence else piece
-            else:
-                current = candidate
-        match = _FENCE.match(line)
-        if match:
-            fence = None if fence else f"{match.group(1)}{match.group(2)}"
-    if current.strip():
-        chunks.append(current)
-    return chunks
+    if not text:
+        return []
+    whole = Part("", text, _close(_advance(None, text)[2], text))  # an open block is closed
+    if len(whole.rendered) + reserve <= limit:
+        return [whole]
+    width = limit - max(reserve, _REOPEN_MAX + 1) - len(_CLOSE_AFTER_TEXT)
+    if width < 1:
+        raise ValueError(f"a limit of {limit} leaves no room for text")
+    parts: list[Part] = []
+    budget = limit - reserve  # the first message keeps room for a mention
+    reopen, body = "", ""
+    # The open fence before the message's current line, that line so far, the open fence now.
+    line_opener, line, opener = None, "", None
+    for piece in _pieces(text, width):
+        after = _advance(line_opener, line + piece)
+        if body and len(reopen) + len(body) + len(piece) + len(_close(after[2], piece)) > budget:
+            parts.append(Part(reopen, body, _close(opener, body)))
+            reopen, body, budget = (f"{opener}\n" if opener else ""), "", limit
+            after = _advance(opener, piece)  # the piece now starts a line after the reopening
+        body += piece
+        line_opener, line, opener = after
+    parts.append(Part(reopen, body, _close(opener, body)))
+    return parts
 
 
-def _pieces(line: str, width: int) -> list[str]:
-    """A line cut at word boundaries into pieces no longer than width (long words are cut)."""
-    if len(line) <= width:
-        return [line]
+def _advance(opener: str | None, text: str) -> tuple[str | None, str, str | None]:
+    """Read text that starts a line with `opener` open: the open fence before its last
+    (possibly unfinished) line, that line, and the open fence counting that line too."""
+    if "`" not in text:  # the common case, and no fence without a backtick
+        return opener, text.rpartition("\n")[2], opener
+    *lines, last = text.split("\n")
+    for line in lines:
+        opener = _toggle(opener, line)
+    return opener, last, _toggle(opener, last)
+
+
+_REOPEN_MAX = 32  # a longer fence line is reopened as a bare ``` (the info string is a hint)
+_CLOSE_AFTER_TEXT = "\n```"
+
+
+def _toggle(opener: str | None, line_start: str) -> str | None:
+    """The open fence after a line that starts with `line_start`."""
+    match = _FENCE.match(line_start)
+    if not match:
+        return opener
+    if opener is not None:
+        return None
+    fence = f"{match.group(1)}{match.group(2)}"
+    return fence if len(fence) <= _REOPEN_MAX else "```"
+
+
+def _close(opener: str | None, body: str) -> str:
+    if opener is None:
+        return ""
+    return "```" if body.endswith("\n") else _CLOSE_AFTER_TEXT
+
+
+def _pieces(text: str, width: int) -> list[str]:
+    """The text cut into lines (each keeps its newline), and a line longer than `width` into
+    pieces at spaces (a space stays with the piece before it), a longer word cut hard."""
     pieces: list[str] = []
-    current = ""
-    for word in line.split(" "):
-        while len(word) > width:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(word[:width])
-            word = word[width:]
-        candidate = f"{current} {word}" if current else word
-        if len(candidate) > width:
-            pieces.append(current)
-            current = word
-        else:
-            current = candidate
-    if current:
-        pieces.append(current)
+    for line in _LINES.findall(text):
+        while len(line) > width:
+            cut = line.rfind(" ", 0, width) + 1 or width
+            pieces.append(line[:cut])
+            line = line[cut:]
+        if line:
+            pieces.append(line)
     return pieces
+
+
+_LINES = re.compile(r"[^\n]*\n|[^\n]+")

@@ -29,6 +29,7 @@ class ChatCog(commands.Cog):
         # Replies whose send failed on a Discord error (429 after retries, 5xx), per channel:
         # they go out before the channel's next reply (and, after a restart, at startup).
         self._failed: dict[int, list[Outgoing]] = {}
+        self.caught_up = asyncio.Event()  # set once the replies left from the last run went out
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -117,6 +118,7 @@ class ChatCog(commands.Cog):
         engine = self.bot.engine
         for _, item in await engine.undelivered():
             await self.deliver_outbox([item])
+        self.caught_up.set()
         for agent_id in await engine.pending_agent_ids():
             self.bot.track(asyncio.create_task(self.resume(agent_id)))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Literal
 
@@ -13,6 +14,7 @@ from discord.ext import commands
 from bot import personas
 from bot.agent import TurnResult
 from bot.commands import CommandError
+from bot.discordbot.cogs.chat import ChatCog
 from bot.discordbot.delivery import deliver
 from bot.discordbot.permissions import require_memory_access
 from bot.discordbot.rendering import split_message
@@ -76,25 +78,46 @@ class MemoryCog(commands.Cog):
     async def _agent_route(self, interaction: Interaction, *, private: bool = True) -> Route:
         """Check access, acknowledge at once (loading an agent may take longer than Discord's
         3-second deadline), then make sure the agent exists."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.bot.track(task)  # a shutdown lets the command finish (and mark what it showed)
         route = await require_memory_access(interaction)
         await interaction.response.defer(ephemeral=private, thinking=True)
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
 
     async def _turn_followup(self, interaction: Interaction, result: TurnResult) -> None:
+        """Show a turn's answer as the command's response. An answer to a person's message is
+        in the outbox too (a /retry answers one again, a heartbeat may answer one waiting):
+        once shown here it is marked delivered, or the next start would post it again."""
         texts = result.texts
         if not texts:
             await interaction.followup.send("*(the agent took a step but said nothing)*")
             return
-        first, *rest = texts
-        chunks = split_message(first)
-        await interaction.followup.send(
-            chunks[0], allowed_mentions=discord.AllowedMentions(everyone=False, roles=False,
+        outbox_ids = [item.id for item in result.outbox]  # one per text, in order
+        first, *rest = split_message(texts[0])
+        try:
+            await interaction.followup.send(
+                first, allowed_mentions=discord.AllowedMentions(everyone=False, roles=False,
                                                                 users=False))
-        remaining = ["\n".join(chunks[1:])] if chunks[1:] else []
-        if interaction.channel is not None:
-            for text in remaining + rest:
-                await deliver(interaction.channel, text, reply_to=None, ping=[])
+        except discord.HTTPException as error:  # e.g. the interaction token ran out
+            log.warning("could not show the answer to /%s: %s",
+                        getattr(interaction.command, "name", "?"), error)
+            chat = self.bot.get_cog("ChatCog")
+            if isinstance(chat, ChatCog):
+                await chat.deliver_outbox(result.outbox)  # as replies to what they answer
+            return
+        shown: list[str] = []
+        channel = interaction.channel
+        for index, chunks in enumerate([rest, *([text] for text in texts[1:])]):
+            sent = channel is not None or not chunks
+            for chunk in chunks:
+                if channel is None or not sent:
+                    break  # left in the outbox: the next start delivers it
+                sent = await deliver(channel, chunk, reply_to=None, ping=[])
+            if sent and index < len(outbox_ids):
+                shown.append(outbox_ids[index])
+        await self.engine.mark_delivered(shown)
 
     @app_commands.command(name="memory", description="Show core memory and memory counts.")
     async def memory(self, interaction: Interaction) -> None:
