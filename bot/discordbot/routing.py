@@ -3,8 +3,10 @@
 - A DM goes to that user's private agent (`dm:USER`); nobody else can reach it.
 - A guild channel goes to the channel's shared agent (`channel:CHANNEL`) or, if an admin chose
   per-member mode, to one private agent per member (`channel:CHANNEL:member:USER`).
-- A thread follows its parent channel's agent and settings unless an admin configured the thread
-  itself.
+- A public thread follows its parent channel's agent and settings unless an admin configured the
+  thread itself. A private thread always has its own agent (`channel:THREAD`, shared by the
+  thread's members unless the thread itself is set to per-member): members of the parent who
+  cannot see the thread must not get its content back from the parent's agent.
 """
 
 from __future__ import annotations
@@ -62,9 +64,12 @@ async def channel_config(engine: Engine, channel: Any) -> tuple[int, ChannelConf
         if own is not None:
             return channel.id, ChannelConfig.from_json(own)
         parent_id = channel.parent_id
-        return parent_id, ChannelConfig.from_json(
-            await engine.get_setting(_setting_key(parent_id))
-        )
+        parent = ChannelConfig.from_json(await engine.get_setting(_setting_key(parent_id)))
+        if channel.is_private():
+            # Its own agent whatever the parent's mode (a parent's per-member agent is reached
+            # from the parent too); how it listens and its persona still follow the parent.
+            return channel.id, ChannelConfig("shared", parent.listen, parent.persona)
+        return parent_id, parent
     return channel.id, ChannelConfig.from_json(await engine.get_setting(_setting_key(channel.id)))
 
 
