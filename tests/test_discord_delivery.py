@@ -11,6 +11,7 @@ import pytest
 
 from bot.discordbot.bot import Mnemocord
 from bot.discordbot.cogs.chat import ChatCog
+from bot.discordbot.rendering import MENTION_ROOM
 from bot.engine import Engine
 from tests.discord_emulator import run_client
 from tests.discord_world import World, next_reply, reply_with
@@ -52,7 +53,9 @@ async def test_a_fence_at_the_chunk_boundary_still_arrives_in_chunks_that_fit(
         m.content.endswith("The end.") for m in world.emu.bot_messages(dm)))
     assert [r for r in world.emu.requests if r.status == 400] == []
     parts = world.emu.bot_messages(dm)
-    assert len(parts) == 2 and all(len(p.content) <= 2000 for p in parts)
+    assert all(len(p.content) <= 2000 for p in parts)
+    assert len(parts[0].content) + MENTION_ROOM <= 2000  # room to name the person it answers
+    assert parts[-1].content.endswith("The end.") and len(parts) == 2
     assert "const a = 1;" in parts[-1].content
 
 
