@@ -157,7 +157,7 @@ def doomed_message_ids(
     kept_mentions = 0
     turn_inputs: list[Mapping[str, Any]] = []
     previous_role = ""
-    for row in rows:
+    for row in _turn_order(rows):
         role = row["role"]
         if role == "user":
             if previous_role != "user":
@@ -174,6 +174,28 @@ def doomed_message_ids(
                 doomed.add(row["id"])
         previous_role = role
     return _whole_call_groups(rows, doomed), kept_mentions
+
+
+def _turn_order(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Rows with any input stored while a function call still awaited its result (it waited,
+    pending, for the next turn) moved to where that next turn begins."""
+    ordered: list[Mapping[str, Any]] = []
+    waiting: list[Mapping[str, Any]] = []
+    open_calls: set[str] = set()
+    for row in rows:
+        role = row["role"]
+        if role == "user" and open_calls:
+            waiting.append(row)
+            continue
+        if role == "user" and waiting:
+            ordered += waiting
+            waiting = []
+        if role == "assistant":
+            open_calls = {str(c.get("id")) for c in _loads(row["tool_calls"]) or []}
+        elif role == "tool":
+            open_calls.discard(str(row["tool_call_id"]))
+        ordered.append(row)
+    return ordered + waiting
 
 
 def _whole_call_groups(rows: Sequence[Mapping[str, Any]], doomed: set[int]) -> set[int]:

@@ -14,6 +14,7 @@ import pytest
 
 from bot.config import Settings
 from bot.engine import AgentSpec, Engine
+from bot.privacy import Matcher, doomed_message_ids, said_texts
 from tests.llm_server import ScriptedLLM, calls
 
 SPEC = AgentSpec(name="Sam", persona="sam", human="basic")
@@ -228,3 +229,42 @@ async def test_a_handler_waiting_for_an_erased_message_ends(
     await engine.forget_person(MEMBER, ["Zephyrine"])
     result = await asyncio.wait_for(engine.answer(later), GUARD)
     assert later.id not in result.answered_ids and not engine.slot(SHARED).waiters
+
+
+def test_names_match_whole_in_said_text_and_common_words_never() -> None:
+    person = Matcher(MEMBER, ["Al", "Zephyrine", "message", "Sam", "Will Turner"], "Sam")
+    assert person.names == ["Will Turner", "Zephyrine"]
+    assert set(person.not_matched) == {"Al", "message", "Sam"}
+    assert person("zephyrine likes jam") and person("ask Will Turner") and person(f"<@{MEMBER}>")
+    for other in ("Al is also here", "the message", "I am Sam", "Zephyrines", "Will you turn",
+                  f"id 9{MEMBER}", f"{MEMBER}0"):
+        assert not person(other), other
+    # Said text only: a tool call's argument values and a result's message, never the wrapper.
+    call = {"role": "assistant", "content": None, "text": None, "tool_calls": json.dumps([{
+        "id": "c1", "type": "function",
+        "function": {"name": "send_message", "arguments": json.dumps({"message": "hi"})}}])}
+    result = {"role": "tool", "content": json.dumps({"status": "OK", "message": "done",
+                                                     "time": "5 PM UTC"})}
+    assert said_texts(call) == ["hi"] and said_texts(result) == ["done"]
+    envelope = Matcher(MEMBER, ["status", "send_message", "UTC"])
+    assert not envelope.any(said_texts(call)) and not envelope.any(said_texts(result))
+
+
+def test_a_call_and_its_result_go_together_whatever_lies_between() -> None:
+    """Grouped by tool-call id, not position: a message stored between a call and its result
+    (issue 10 defect 1) does not split the group."""
+    def row(i: int, role: str, sender: str | None = None, **extra: Any) -> dict[str, Any]:
+        base = {"id": i, "role": role, "kind": "user_message" if role == "user" else role,
+                "sender_id": sender, "content": None, "text": None, "tool_calls": None,
+                "tool_call_id": None}
+        return {**base, **extra}
+
+    calls_json = json.dumps([{"id": "c1", "type": "function", "function": {
+        "name": "archival_memory_insert", "arguments": json.dumps({"content": "Zephyrine"})}}])
+    rows = [row(1, "user", BOB, text="hi"),
+            row(2, "assistant", tool_calls=calls_json),
+            row(3, "user", MEMBER, text="mine"),  # arrived while the call awaited I/O
+            row(4, "tool", tool_call_id="c1", content=json.dumps({"message": "stored"})),
+            row(5, "assistant", text="Noted, Bob.")]
+    doomed, kept = doomed_message_ids(rows, MEMBER, Matcher(MEMBER, ["Zephyrine"]))
+    assert doomed == {2, 3, 4} and kept == 0
