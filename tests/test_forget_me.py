@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
 from bot.privacy import Matcher, doomed_message_ids, said_texts
+from tests.discord_world import World, next_reply
 from tests.llm_server import ScriptedLLM, calls
+from tests.test_discord_commands import confirm, slash
 
 SPEC = AgentSpec(name="Sam", persona="sam", human="basic")
 SHARED = "channel:1"
@@ -268,3 +271,29 @@ def test_a_call_and_its_result_go_together_whatever_lies_between() -> None:
             row(5, "assistant", text="Noted, Bob.")]
     doomed, kept = doomed_message_ids(rows, MEMBER, Matcher(MEMBER, ["Zephyrine"]))
     assert doomed == {2, 3, 4} and kept == 0
+
+
+async def test_forget_me_on_discord_by_a_member_nicknamed_message(
+    world: World, bot: Mnemocord
+) -> None:
+    """Over the emulator: a member whose server nickname is "message" erases only themself."""
+    dave = world.emu.create_user("dave", global_name="Dave")
+    world.emu.add_member(world.guild, dave, nick="message")
+    world.llm.push(remember("Bob keeps the spare key under the mat.",
+                            "Bob's spare key is under the mat.", "OK Bob, noted your message."))
+    await world.emu.user_sends(world.bob, world.general, f"{world.mention()} my spare key is"
+                               " under the mat, remember this message")
+    await next_reply(world, world.general)
+    world.llm.push(remember(f"User {dave.id} collects beetles.", f"{dave.id} collects beetles.",
+                            "Beetles, noted."))
+    await world.emu.user_sends(dave, world.general, f"{world.mention()} I collect beetles")
+    await next_reply(world, world.general)
+
+    prompt = await slash(world, dave, world.general, "forget-me")
+    done = await confirm(world, dave, prompt)
+    exported = json.dumps(await bot.engine.export(f"channel:{world.general.id}"))
+    for kept in ("under the mat, remember this message", "Bob keeps the spare key under the mat.",
+                 "Bob's spare key is under the mat.", "OK Bob, noted your message."):
+        assert kept in exported, f"Dave's /forget-me erased Bob's {kept!r}"
+    assert "beetles" not in exported.lower()
+    assert "`message`" in done.content and "id only" in done.content  # said plainly
