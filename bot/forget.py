@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids per IN (...) list, far below SQLite's limit on bound parameters
+MAX_NAME = 100  # longer stored names are not searched (a huge pattern scans slowly)
 
 
 @dataclass
@@ -90,27 +91,24 @@ async def names_used(store: Store, sender_id: str) -> list[str]:
 async def agents_concerned(store: Store, sender_id: str, mentions: Matcher) -> list[str]:
     """Every agent the person spoke to, and every agent whose stored text may name them (a
     cheap LIKE pre-filter; each candidate is then checked exactly by the Matcher)."""
-    queries = ["SELECT agent_id FROM messages WHERE sender_id=?"]
-    params: list[Any] = [sender_id]
+    found = {r[0] for r in await store.fetchall(
+        "SELECT DISTINCT agent_id FROM messages WHERE sender_id=?", (sender_id,))}
     # Checkpoint states are JSON with non-ASCII characters escaped.
     needles = {v for n in (sender_id, *mentions.names) for v in (n, json.dumps(n)[1:-1])}
-    for needle in sorted(needles):
+    for needle in sorted(needles):  # one query each: SQLite caps a compound SELECT's terms
         pattern = _like(needle)
-        queries += [
-            "SELECT agent_id FROM core_blocks WHERE value LIKE ? ESCAPE '!'",
-            "SELECT agent_id FROM passages WHERE text LIKE ? ESCAPE '!'",
-            "SELECT id FROM agents WHERE summary LIKE ? ESCAPE '!'",
-            "SELECT agent_id FROM checkpoints WHERE state LIKE ? ESCAPE '!'",
-            "SELECT agent_id FROM outbox WHERE text LIKE ? ESCAPE '!'",
-            "SELECT agent_id FROM messages WHERE role != 'user' AND (content LIKE ? ESCAPE '!'"
-            " OR text LIKE ? ESCAPE '!' OR tool_calls LIKE ? ESCAPE '!')",
-        ]
-        params += [pattern] * 5 + [pattern] * 3
-    sql = " UNION ".join(queries)
-    rows = await store.fetchall(
-        f"SELECT DISTINCT agent_id FROM ({sql}) WHERE agent_id IN (SELECT id FROM agents)"
-        " ORDER BY agent_id", params)
-    return [r[0] for r in rows]
+        rows = await store.fetchall(
+            "SELECT agent_id FROM core_blocks WHERE value LIKE ?1 ESCAPE '!'"
+            " UNION SELECT agent_id FROM passages WHERE text LIKE ?1 ESCAPE '!'"
+            " UNION SELECT id FROM agents WHERE summary LIKE ?1 ESCAPE '!'"
+            " UNION SELECT agent_id FROM checkpoints WHERE state LIKE ?1 ESCAPE '!'"
+            " UNION SELECT agent_id FROM outbox WHERE text LIKE ?1 ESCAPE '!'"
+            " UNION SELECT agent_id FROM messages WHERE (content LIKE ?1"
+            " ESCAPE '!' OR text LIKE ?1 ESCAPE '!' OR tool_calls LIKE ?1 ESCAPE '!')",
+            (pattern,))
+        found.update(r[0] for r in rows)
+    existing = {r[0] for r in await store.fetchall("SELECT id FROM agents")}
+    return sorted(found & existing)
 
 
 def _in_conversation_order(rows: list[Any], queue_ids: list[int]) -> list[Any]:
@@ -228,7 +226,8 @@ async def forget_person(engine: Engine, sender_id: str, names: Iterable[str],
         if await engine.exists(agent_id):
             await engine.reset(agent_id)
             report.agents_reset += 1
-    all_names = [*names, *await names_used(engine.store, sender_id)]
+    all_names = [*names, *(n for n in await names_used(engine.store, sender_id)
+                           if len(n) <= MAX_NAME)]
     person = Matcher(sender_id, all_names)
     not_matched: dict[str, None] = dict.fromkeys(person.not_matched)
     for agent_id in await agents_concerned(engine.store, sender_id, person):
