@@ -77,6 +77,25 @@ async def test_a_common_word_nickname_erases_only_that_person(
     await engine.load(SHARED, "snap")  # a checkpoint must not bring the erased line back
     assert "memberfood" not in await everything(engine, SHARED)
     assert bob_line in await everything(engine, SHARED)
+    llm.push(calls([("send_message", {"message": "still here"})]))
+    result = await engine.send(SHARED, "still there?", sender_name="Bob", sender_id=BOB,
+                               spec=SPEC)
+    assert result.replies == ["still here"]
+    assert_prompt_pairs_calls(llm.requests[-1]["messages"])
+
+
+def assert_prompt_pairs_calls(messages: list[dict[str, Any]]) -> None:
+    """Each assistant message with tool_calls is followed at once by exactly its tool results,
+    and no tool message stands alone (platform.openai.com/docs/guides/function-calling: the
+    results go back as role "tool" messages with the matching tool_call_id)."""
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        assert message["role"] != "tool", f"orphan tool result at {index}"
+        wanted = [c["id"] for c in message.get("tool_calls") or []]
+        results = [m.get("tool_call_id") for m in messages[index + 1:index + 1 + len(wanted)]]
+        assert sorted(results, key=str) == sorted(wanted), (index, wanted, results)
+        index += 1 + len(wanted)
 
 
 async def test_erased_everywhere_it_is_named_and_nowhere_else(
