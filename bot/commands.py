@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.agent import EventSink, TurnResult
+from bot.forget import ForgetReport, forget_in_agent, forget_person, scrub_storage
 from bot.memory.archival import PassagePage
 from bot.memory.core import CoreMemory
 from bot.memory.recall import SearchPage
 from bot.messages import Message, clean_text, iso, utcnow
 from bot.personas import checked_name
-from bot.privacy import Matcher, doomed_message_ids
+from bot.privacy import Matcher
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -304,36 +305,30 @@ class CommandsMixin:
     async def forget_sender(
         self: Engine, agent_id: str, sender_id: str, names: list[str]
     ) -> dict[str, int]:
-        """Erase one person from a shared agent (see bot/privacy.py for exactly what goes)."""
+        """Erase one person from one agent (see bot/privacy.py for exactly what goes)."""
+        person = self._person(sender_id, names)
+        report = await forget_in_agent(self, agent_id, sender_id, person)
+        await scrub_storage(self.store)
+        return {"messages": report.messages, "passages": report.passages}
+
+    async def forget_person(
+        self: Engine, sender_id: str, names: list[str], reset: list[str] | tuple[str, ...] = ()
+    ) -> ForgetReport:
+        """/forget-me: erase the agents in `reset` (the person's own private agents) whole, and
+        the person from every other agent (bot/forget.py, bot/privacy.py)."""
+        self._person(sender_id, names)
+        return await forget_person(self, sender_id, names, reset)
+
+    @staticmethod
+    def _person(sender_id: str, names: list[str]) -> Matcher:
         # Ids and names are matched against every stored message: an unbounded one would make
         # that scan quadratic (a 100k-character "name" took minutes). Discord's are short.
         if not sender_id.strip() or any(len(v) > MAX_NAME for v in (sender_id, *names)):
             raise CommandError(f"A person's id and names must be 1 to {MAX_NAME} characters.")
-        mentions = Matcher(sender_id, names)
-        async with self.slot(agent_id).lock:
-            agent = await self.agent(agent_id)
-            rows = await self.store.fetchall(
-                "SELECT id, role, sender_id, content, text, tool_calls FROM messages"
-                " WHERE agent_id=? ORDER BY id", (agent_id,))
-            message_ids = doomed_message_ids(rows, sender_id, mentions)
-            for block in agent.core.blocks.values():
-                block.value = mentions.scrub_lines(block.value)
-            agent.summary = mentions.scrub_sentences(agent.summary)
-            agent.core_changed()
-            passages = [p.id for p in await self.archival.all_passages(agent_id)
-                        if mentions(p.text)]
-            statements = agent.commit_statements()
-            for table, ids in (("messages", message_ids), ("passages", passages)):
-                if ids:
-                    marks = ",".join("?" * len(ids))
-                    statements.append((f"DELETE FROM {table} WHERE agent_id=? AND id IN ({marks})",
-                                       (agent_id, *ids)))
-            await self.store.commit(statements)
-            await self.archival.delete(agent_id, passages)
-            await self.reload(agent_id)
-            return {"messages": len(message_ids), "passages": len(passages)}
+        return Matcher(sender_id, names)
 
     async def agents_with_sender(self: Engine, sender_id: str) -> list[str]:
+        """Agents holding messages the person sent."""
         rows = await self.store.fetchall(
             "SELECT DISTINCT agent_id FROM messages WHERE sender_id=?", (sender_id,)
         )

@@ -380,6 +380,9 @@ class Engine(CommandsMixin):
             async with slot.lock:
                 if not future.done():
                     await self._run_pending(agent_id, on_event)
+                if not future.done():
+                    # Not pending any more yet unanswered: erased (/forget-me) before its turn.
+                    future.set_result(TurnResult())
             return await future
         finally:
             slot.waiters.pop(message.id, None)

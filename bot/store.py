@@ -192,6 +192,7 @@ PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
     "PRAGMA temp_store=MEMORY",
+    "PRAGMA secure_delete=ON",  # erased text (/forget-me, /reset) is zeroed, not left in free pages
 )
 
 

@@ -148,7 +148,7 @@ async def test_forget_me_erases_a_person_everywhere(world: World, bot: Mnemocord
     stranger = await world.emu.click_button(world.bob, prompt, "confirm")
     assert "isn't yours" in (await stranger.wait_done()).content
     done = await confirm(world, world.alice, prompt)
-    assert "erased 1 private agent" in done.content
+    assert "Erased 1 private agent" in done.content
     assert not await engine.exists(f"dm:{world.alice.id}")
     shared = f"channel:{world.general.id}"
     exported = json.dumps(await engine.export(shared))

@@ -117,8 +117,10 @@ class Collections:
         assert handle is not None
         for start in range(0, len(ids), self.max_batch):
             end = start + self.max_batch
+            # No documents: passage text lives only in SQLite (the source of truth, never
+            # read back from here), so an erased passage (/forget-me) leaves no copy in
+            # Chroma's own files.
             handle.upsert(ids=ids[start:end], embeddings=embeddings[start:end],
-                          documents=documents[start:end],
                           metadatas=metadatas[start:end] if metadatas else None)
 
     def query(self, agent_id: str, embedding: list[float], k: int) -> list[tuple[str, float]]:

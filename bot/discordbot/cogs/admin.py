@@ -101,17 +101,12 @@ class AdminCog(commands.Cog):
         engine = self.bot.engine
 
         async def erase() -> str:
-            names = list({user.name, user.display_name, user.global_name or user.name})
-            erased = {"agents": 0, "messages": 0}
-            for agent_id in await engine.agents_with_sender(str(user.id)):
-                if agent_id == f"dm:{user.id}" or agent_id.endswith(f":member:{user.id}"):
-                    await engine.reset(agent_id)  # their own private agent: erase all of it
-                    erased["agents"] += 1
-                else:
-                    counts = await engine.forget_sender(agent_id, str(user.id), names)
-                    erased["messages"] += counts["messages"]
-            return (f"Done: erased {erased['agents']} private agent(s) and {erased['messages']}"
-                    " of your messages from shared channels, with the notes that named you.")
+            names = [n for n in (user.name, user.display_name, user.global_name) if n]
+            # Their own private agents go whole; every other agent is searched (bot/forget.py).
+            own = [agent_id for agent_id in await engine.agents_with_sender(str(user.id))
+                   if agent_id == f"dm:{user.id}" or agent_id.endswith(f":member:{user.id}")]
+            report = await engine.forget_person(str(user.id), names, reset=own)
+            return report.describe()
 
         await interaction.response.send_message(
             "Erase your private conversations with me and everything shared channels remember"

@@ -62,8 +62,10 @@ class ChatCog(commands.Cog):
         )
         async with keep_typing(message.channel):
             result = await engine.answer(accepted)
-        if result.answered_ids and result.answered_ids[-1] != accepted.id:
-            return  # answered together with later messages: the last one's handler replies
+        if not result.answered_ids or result.answered_ids[-1] != accepted.id:
+            # Answered together with later messages (the last one's handler replies), or
+            # erased by /forget-me before its turn came (nothing to reply).
+            return
         for item in self._failed.pop(message.channel.id, []):
             await self.deliver_outbox([item])  # located again: a reply to its own message
         await self.deliver_outbox(result.outbox, channel=message.channel, reply_to=message,
