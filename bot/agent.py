@@ -227,10 +227,10 @@ class Agent:
             in_context = int(message.in_context) if message else 0
             pending = int(message.pending) if message else 0
             statements.append((
-                "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?"
-                " WHERE id=? AND agent_id=?",
+                "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?,"
+                " position=COALESCE(?, position) WHERE id=? AND agent_id=?",
                 (in_context, pending, message.content, message.text,
-                 message.tool_calls_json(), message_id, self.id),
+                 message.tool_calls_json(), message.position, message_id, self.id),
             ) if message else (
                 "UPDATE messages SET in_context=0, pending=0 WHERE id=? AND agent_id=?",
                 (message_id, self.id),
@@ -268,6 +268,8 @@ class Agent:
         for message in inputs:
             message.in_context = True
             message.pending = False
+            # It joins the context now: after the turn that was running when it arrived.
+            message.position = self.services.store.allocate_position()
             self.queue.append(message)
             self.mark_updated(message)
         self._result.answered_ids = [m.id for m in inputs if m.kind == "user_message"]

@@ -16,6 +16,7 @@ from bot.memory.recall import SearchPage
 from bot.messages import Message, clean_text, iso, utcnow
 from bot.personas import checked_name
 from bot.privacy import Matcher, doomed_message_ids
+from bot.store import CONTEXT_ORDER
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -285,7 +286,8 @@ class CommandsMixin:
         async with self.slot(agent_id).lock:
             agent = await self.agent(agent_id)
             rows = await self.store.fetchall(
-                "SELECT * FROM messages WHERE agent_id=? ORDER BY id", (agent_id,)
+                f"SELECT * FROM messages WHERE agent_id=? ORDER BY pending, {CONTEXT_ORDER}",
+                (agent_id,),
             )
             passages = await self.archival.all_passages(agent_id)
             return {
@@ -314,7 +316,9 @@ class CommandsMixin:
             agent = await self.agent(agent_id)
             rows = await self.store.fetchall(
                 "SELECT id, role, sender_id, content, text, tool_calls FROM messages"
-                " WHERE agent_id=? ORDER BY id", (agent_id,))
+                # Context order keeps each call next to its results (pending inputs have
+                # not joined yet: they go last).
+                f" WHERE agent_id=? ORDER BY pending, {CONTEXT_ORDER}", (agent_id,))
             message_ids = doomed_message_ids(rows, sender_id, mentions)
             for block in agent.core.blocks.values():
                 block.value = mentions.scrub_lines(block.value)
