@@ -251,9 +251,9 @@ def validate_messages(messages: Any) -> list[Violation]:
             content = message.get("content")
             # Assistant content "Required unless tool_calls or function_call is specified"
             # (chat_completion_assistant_message_param.py).
-            if content is not None or not (calls or message.get("function_call")):
-                if problem := _content(role, content, f"messages.[{i}].content"):
-                    found.append(problem)
+            needs_content = content is not None or not (calls or message.get("function_call"))
+            if needs_content and (problem := _content(role, content, f"messages.[{i}].content")):
+                found.append(problem)
             continue
         if problem := _content(role, message.get("content"), f"messages.[{i}].content"):
             found.append(problem)
