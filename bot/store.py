@@ -194,16 +194,16 @@ CONTEXT_ORDER_MIGRATION = """
     -- message stored between the two (the input that arrived while the tool ran).
     WITH calls AS MATERIALIZED (
         SELECT a.agent_id AS agent_id, a.id AS call_message,
-               json_extract(j.value, '$.id') AS call_id
+               CAST(json_extract(j.value, '$.id') AS TEXT) AS call_id
         FROM messages a,
              json_each(CASE WHEN json_valid(a.tool_calls) THEN a.tool_calls ELSE '[]' END) j
         WHERE a.role = 'assistant' AND a.tool_calls IS NOT NULL
     ), anchored AS MATERIALIZED (
-        SELECT t.id AS id,
-               (SELECT MAX(c.call_message) FROM calls c WHERE c.agent_id = t.agent_id
-                AND c.call_id = t.tool_call_id AND c.call_message < t.id) AS anchor
-        FROM messages t WHERE t.role = 'tool'
-    ), ordered AS (
+        SELECT t.id AS id, MAX(c.call_message) AS anchor
+        FROM messages t JOIN calls c ON c.agent_id = t.agent_id AND c.call_id = t.tool_call_id
+            AND c.call_message < t.id
+        WHERE t.role = 'tool' GROUP BY t.id
+    ), ordered AS MATERIALIZED (
         SELECT m.id AS id, ROW_NUMBER() OVER (ORDER BY COALESCE(x.anchor, m.id), m.id) AS rank
         FROM messages m LEFT JOIN anchored x ON x.id = m.id
     )
