@@ -208,6 +208,8 @@ CONTEXT_ORDER_MIGRATION = """
         FROM messages m LEFT JOIN anchored x ON x.id = m.id
     )
     UPDATE messages SET position = ordered.rank FROM ordered WHERE ordered.id = messages.id;
+    -- Store.open reads the highest position (the counter continues above it).
+    CREATE INDEX messages_by_position ON messages(position) WHERE position IS NOT NULL;
 """
 MIGRATIONS.append(CONTEXT_ORDER_MIGRATION)
 
@@ -309,9 +311,10 @@ class Store:
             raise
         # Ids and context positions share one counter: whatever is created or joins the
         # context from now on sorts after everything stored.
-        row = await self.fetchone(
-            "SELECT MAX(COALESCE(MAX(id), 0), COALESCE(MAX(position), 0)) AS top FROM messages")
-        self._next_message_id = int(row["top"]) + 1 if row else 1
+        top_id = await self.scalar("SELECT MAX(id) FROM messages")
+        top_position = await self.scalar(
+            "SELECT MAX(position) FROM messages WHERE position IS NOT NULL")
+        self._next_message_id = max(top_id or 0, top_position or 0) + 1
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
