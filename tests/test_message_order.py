@@ -62,7 +62,9 @@ async def _restart(engine: Engine, settings: Settings) -> Engine:
 
 
 async def _unload(engine: Engine, settings: Settings) -> Engine:
-    await engine.reload(KEY)  # what unloading an idle agent and loading it again does
+    engine.settings.max_loaded_agents = 1
+    await engine.agent("cli:other", SPEC)  # loading another agent unloads the idle one
+    assert KEY not in engine._agents
     return engine
 
 
