@@ -17,7 +17,7 @@ from typing import Any
 
 from bot import tools
 from bot.context import ContextWindow
-from bot.llm import Completion, ContextOverflow, LLMClient, LLMError
+from bot.llm import Completion, ContextOverflow, LLMClient, LLMError, replayable_calls
 from bot.memory.archival import ArchivalMemory, PassagePage
 from bot.memory.core import CoreMemory
 from bot.memory.recall import RecallMemory, SearchPage
@@ -227,10 +227,10 @@ class Agent:
             in_context = int(message.in_context) if message else 0
             pending = int(message.pending) if message else 0
             statements.append((
-                "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?"
-                " WHERE id=? AND agent_id=?",
+                "UPDATE messages SET in_context=?, pending=?, content=?, text=?, tool_calls=?,"
+                " position=COALESCE(?, position) WHERE id=? AND agent_id=?",
                 (in_context, pending, message.content, message.text,
-                 message.tool_calls_json(), message_id, self.id),
+                 message.tool_calls_json(), message.position, message_id, self.id),
             ) if message else (
                 "UPDATE messages SET in_context=0, pending=0 WHERE id=? AND agent_id=?",
                 (message_id, self.id),
@@ -268,6 +268,8 @@ class Agent:
         for message in inputs:
             message.in_context = True
             message.pending = False
+            # It joins the context now: after the turn that was running when it arrived.
+            message.position = self.services.store.allocate_position()
             self.queue.append(message)
             self.mark_updated(message)
         self._result.answered_ids = [m.id for m in inputs if m.kind == "user_message"]
@@ -312,12 +314,13 @@ class Agent:
             return self._plain_answer(thoughts)
         if thoughts:
             self._emit("thought", thoughts)
+        replayed = replayable_calls(completion.tool_calls, self._fresh_call_id)
         assistant = self.append(self.new_message(
-            "assistant", "assistant", completion.content, tool_calls=completion.tool_calls
+            "assistant", "assistant", completion.content, tool_calls=replayed
         ))
         said: list[str] = []
         again = False
-        for call in completion.tool_calls:
+        for call, sent in zip(completion.tool_calls, replayed, strict=True):
             inner = tools.peek_thoughts(call.arguments)
             if inner and not thoughts:
                 self._emit("thought", inner)
@@ -333,13 +336,16 @@ class Agent:
             self.append(self.new_message(
                 "tool", "tool_result",
                 pack_tool_result(outcome.ok, self._clip_output(outcome.message), self.now_text()),
-                tool_call_id=call.id, tool_name=call.name,
+                tool_call_id=sent.id, tool_name=call.name,
             ))
         if said:
             assistant.text = "\n\n".join(said)
         if completion.finish_reason == "length" and not said:
             again = True
         return again
+
+    def _fresh_call_id(self) -> str:
+        return f"call_{self.services.store.allocate_message_id()}"
 
     def _plain_answer(self, thoughts: str | None) -> bool:
         """A reply with no function call: deliver it (if configured) or keep it as monologue."""

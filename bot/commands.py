@@ -17,6 +17,7 @@ from bot.memory.recall import SearchPage
 from bot.messages import Message, clean_text, iso, utcnow
 from bot.personas import checked_name
 from bot.privacy import Matcher
+from bot.store import CONTEXT_ORDER
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -286,7 +287,8 @@ class CommandsMixin:
         async with self.slot(agent_id).lock:
             agent = await self.agent(agent_id)
             rows = await self.store.fetchall(
-                "SELECT * FROM messages WHERE agent_id=? ORDER BY id", (agent_id,)
+                f"SELECT * FROM messages WHERE agent_id=? ORDER BY pending, {CONTEXT_ORDER}",
+                (agent_id,),
             )
             passages = await self.archival.all_passages(agent_id)
             return {

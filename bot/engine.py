@@ -420,12 +420,11 @@ class Engine(CommandsMixin):
                       replies: list[Statement]) -> None:
         """After a failed turn, keep its inputs in context but stop retrying them; the notice
         for the person is committed with that."""
-        ids = [m.id for m in inputs]
-        marks = ",".join("?" * len(ids))
-        await self.store.commit([(
-            f"UPDATE messages SET pending=0, in_context=1 WHERE agent_id=? AND id IN ({marks})",
-            (agent_id, *ids),
-        ), *replies])
+        joined = [(  # they join the context now, like the inputs of a turn that worked
+            "UPDATE messages SET pending=0, in_context=1, position=? WHERE agent_id=? AND id=?",
+            (self.store.allocate_position(), agent_id, m.id),
+        ) for m in inputs]
+        await self.store.commit([*joined, *replies])
         await self.reload(agent_id)
 
     async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None

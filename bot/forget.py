@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.agent import TurnResult
 from bot.privacy import Matcher, doomed_message_ids
-from bot.store import Statement, Store
+from bot.store import CONTEXT_ORDER, Statement, Store
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -111,17 +111,6 @@ async def agents_concerned(store: Store, sender_id: str, mentions: Matcher) -> l
     return sorted(found & existing)
 
 
-def _in_conversation_order(rows: list[Any], queue_ids: list[int]) -> list[Any]:
-    """Stored messages by id, with the in-context ones in the order of the agent's live queue
-    (which is the order the model saw, whatever their ids)."""
-    ordered = sorted(rows, key=lambda r: r["id"])
-    by_id = {r["id"]: r for r in ordered}
-    in_queue = [by_id[i] for i in queue_ids if i in by_id]
-    queued = {r["id"] for r in in_queue}
-    slots = iter(in_queue)
-    return [next(slots) if r["id"] in queued else r for r in ordered]
-
-
 def _delete(table: str, key: str, agent_id: str, ids: Iterable[Any]) -> list[Statement]:
     ids = sorted(ids)
     statements: list[Statement] = []
@@ -159,9 +148,10 @@ async def forget_in_agent(engine: Engine, agent_id: str, sender_id: str, person:
         report.names_not_matched = mentions.not_matched
         rows = await store.fetchall(
             "SELECT id, role, kind, sender_id, content, text, tool_calls, tool_call_id,"
-            " external_id FROM messages WHERE agent_id=?", (agent_id,))
-        ordered = _in_conversation_order(rows, [m.id for m in agent.queue])
-        doomed, report.kept_mentions = doomed_message_ids(ordered, sender_id, mentions)
+            # Context order keeps each call next to its results; pending inputs go last.
+            f" external_id FROM messages WHERE agent_id=? ORDER BY pending, {CONTEXT_ORDER}",
+            (agent_id,))
+        doomed, report.kept_mentions = doomed_message_ids(rows, sender_id, mentions)
         report.messages = len(doomed)
         for block in agent.core.blocks.values():
             block.value, removed = mentions.scrub_lines(block.value)

@@ -15,8 +15,9 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,11 +159,14 @@ class LLMClient:
         self, messages: Sequence[dict[str, Any] | RawJSON],
         tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        head: dict[str, Any] = {
-            "model": self.model,
-            "temperature": self.temperature,
-            "max_tokens": self.max_response_tokens,
-        }
+        head: dict[str, Any] = {"model": self.model}
+        if _is_reasoning_model(self.model):
+            # They refuse `max_tokens` ("Use 'max_completion_tokens' instead") and any
+            # temperature but the default; reasoning tokens count against this budget too.
+            head["max_completion_tokens"] = self.max_response_tokens
+        else:
+            head["temperature"] = self.temperature
+            head["max_tokens"] = self.max_response_tokens
         if tools:
             head["tool_choice"] = self.tool_choice
         parts = [json.dumps(head, ensure_ascii=False)[:-1], ',"messages":[']
@@ -219,6 +223,36 @@ class LLMClient:
             backoff = min(delay, 30.0) * (0.8 + 0.4 * random.random())
             log.warning("LLM call failed (attempt %d), retrying in %.1fs", attempt, backoff)
             await asyncio.sleep(backoff)
+
+
+# What the API takes back in an assistant message (tests/openai_rules.py cites the rules): function
+# names of 1-64 letters, digits, "_" or "-", and distinct call ids of at most 40 characters.
+_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
+MAX_CALL_ID = 40
+
+
+def replayable_calls(calls: list[ToolCall], fresh_id: Callable[[], str]) -> list[ToolCall]:
+    """The model's calls as they can be sent back: a name or id the API would refuse (a model
+    can return anything) would make every later request of the agent fail. What the model asked
+    for is still what runs and what its result reports."""
+    replayed: list[ToolCall] = []
+    taken: set[str] = set()
+    for call in calls:
+        name = _NOT_IN_NAME.sub("_", call.name)[:64] or "unnamed_function"
+        call_id = call.id
+        if not call_id or len(call_id) > MAX_CALL_ID or call_id in taken:
+            call_id = fresh_id()
+        taken.add(call_id)
+        replayed.append(ToolCall(call_id, name, call.arguments))
+    return replayed
+
+
+# OpenAI's reasoning models: o1, o3, o4-mini and gpt-5.x (but not gpt-5-chat, a chat model).
+_REASONING_MODEL = re.compile(r"^(o1|o3|o4)(-|$)|^gpt-5(?!(\.\d+)?-chat)")
+
+
+def _is_reasoning_model(model: str) -> bool:
+    return _REASONING_MODEL.search(model.rsplit("/", 1)[-1]) is not None
 
 
 def _parse(raw: bytes, waited: float) -> Completion:

@@ -81,6 +81,9 @@ class Message:
     in_context: bool = True
     pending: bool = False
     external_id: str | None = None
+    # Set when the message joins the context later than it was created (an input answered by a
+    # later turn); None: at its id. See bot/store.py, CONTEXT_ORDER.
+    position: int | None = None
     tokens: int | None = None  # cached token count of to_openai()
     # Cached JSON of the message as sent to the model (set with tokens; cleared by changed()).
     wire: str | None = field(default=None, repr=False, compare=False)

@@ -3,7 +3,8 @@
 One process owns the database (as it owns the embedded Chroma directory). All writes go through
 `Store.commit`, which applies a batch of statements in one transaction, so a turn's memory writes
 land together or not at all. Message ids are assigned here, in memory, so a turn can refer to its
-own messages before they are committed. The connection is an aiosqlite one: every call runs on
+own messages before they are committed (and context positions come from the same counter: see
+CONTEXT_ORDER). The connection is an aiosqlite one: every call runs on
 aiosqlite's connection thread, off the event loop.
 """
 
@@ -180,6 +181,40 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# Context order. Message ids are handed out when a message is created, but an input accepted
+# while a turn runs (say, while a tool awaits I/O) joins the context only at the next turn: its
+# id can fall between a tool call and its result. So a message that joins the context later than
+# it was created gets a `position` from the same counter when it joins; NULL means "it joined
+# when it was created", i.e. at its id. Every query that rebuilds a context (or groups calls with
+# their results) sorts by CONTEXT_ORDER.
+CONTEXT_ORDER_MIGRATION = """
+    ALTER TABLE messages ADD COLUMN position INTEGER;
+    -- Rows stored before this version were put back in context by id. Renumber them in that
+    -- order, except that each tool result goes right after the call it answers, ahead of any
+    -- message stored between the two (the input that arrived while the tool ran).
+    WITH calls AS MATERIALIZED (
+        SELECT a.agent_id AS agent_id, a.id AS call_message,
+               CAST(json_extract(j.value, '$.id') AS TEXT) AS call_id
+        FROM messages a,
+             json_each(CASE WHEN json_valid(a.tool_calls) THEN a.tool_calls ELSE '[]' END) j
+        WHERE a.role = 'assistant' AND a.tool_calls IS NOT NULL
+    ), anchored AS MATERIALIZED (
+        SELECT t.id AS id, MAX(c.call_message) AS anchor
+        FROM messages t JOIN calls c ON c.agent_id = t.agent_id AND c.call_id = t.tool_call_id
+            AND c.call_message < t.id
+        WHERE t.role = 'tool' GROUP BY t.id
+    ), ordered AS MATERIALIZED (
+        SELECT m.id AS id, ROW_NUMBER() OVER (ORDER BY COALESCE(x.anchor, m.id), m.id) AS rank
+        FROM messages m LEFT JOIN anchored x ON x.id = m.id
+    )
+    UPDATE messages SET position = ordered.rank FROM ordered WHERE ordered.id = messages.id;
+    -- Store.open reads the highest position (the counter continues above it).
+    CREATE INDEX messages_by_position ON messages(position) WHERE position IS NOT NULL;
+"""
+MIGRATIONS.append(CONTEXT_ORDER_MIGRATION)
+
+CONTEXT_ORDER = "COALESCE(position, id), id"
+
 
 def agent_tag(agent_id: str) -> str:
     """A single opaque FTS token naming the agent, so a search intersects only its own postings."""
@@ -275,8 +310,12 @@ class Store:
         except BaseException:
             await self.close()
             raise
-        row = await self.fetchone("SELECT COALESCE(MAX(id), 0) AS top FROM messages")
-        self._next_message_id = int(row["top"]) + 1 if row else 1
+        # Ids and context positions share one counter: whatever is created or joins the
+        # context from now on sorts after everything stored.
+        top_id = await self.scalar("SELECT MAX(id) FROM messages")
+        top_position = await self.scalar(
+            "SELECT MAX(position) FROM messages WHERE position IS NOT NULL")
+        self._next_message_id = max(top_id or 0, top_position or 0) + 1
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -303,6 +342,11 @@ class Store:
         message_id = self._next_message_id
         self._next_message_id += 1
         return message_id
+
+    def allocate_position(self) -> int:
+        """A context position for a message joining the context now (after every message
+        created or placed so far; see CONTEXT_ORDER)."""
+        return self.allocate_message_id()
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self._run(_fetchall, sql, params)

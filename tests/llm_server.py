@@ -3,6 +3,11 @@
 The real ``openai`` client talks HTTP to it on 127.0.0.1. Tests queue exactly what the
 "model" answers (``server.push(say("hi"), call("send_message", message="ok"))``);
 benchmarks set ``server.handler`` to build a step per request, plus ``latency``.
+
+Strict by default: every chat request is checked the way the OpenAI API checks it
+(tests/openai_rules.py). A request OpenAI would reject gets the same kind of 400 and is recorded
+in ``violations``; leaving the server with violations nobody took (``take_violations``) fails the
+test, so a bot that swallows the 400 cannot hide it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from aiohttp import web
+
+from tests.openai_rules import Violation, validate
 
 StepKind = Literal["reply", "error", "empty", "hang", "reset", "raw"]
 Handler = Callable[[dict[str, Any]], "Step | str | Awaitable[Step | str]"]
@@ -222,8 +229,12 @@ class ScriptedLLM:
         *,
         model: str = "scripted-model",
         embedding_latency: float = 0.0,
+        strict: bool = True,
     ) -> None:
         self.latency = latency
+        self.strict = strict
+        # Requests OpenAI would have refused: (request index, what was wrong).
+        self.violations: list[tuple[int, Violation]] = []
         self.embedding_dim = embedding_dim
         self.embedding_latency = embedding_latency
         self.model = model
@@ -276,8 +287,24 @@ class ScriptedLLM:
         await self.start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
         await self.stop()
+        if exc_type is None:
+            self.assert_no_violations()
+
+    def assert_no_violations(self) -> None:
+        """Fail if a request broke the API's rules and no test claimed it."""
+        if self.violations:
+            listed = "; ".join(f"request #{n}: {v.message} (param {v.param})"
+                               for n, v in self.violations)
+            self.violations = []  # reported once
+            raise AssertionError(f"requests the OpenAI API would reject: {listed}")
+
+    def take_violations(self) -> list[Violation]:
+        """The violations recorded so far, which the calling test expected (clears them)."""
+        taken = [v for _, v in self.violations]
+        self.violations = []
+        return taken
 
     @property
     def base_url(self) -> str:
@@ -376,6 +403,10 @@ class ScriptedLLM:
         async with self._arrived:
             self._arrived.notify_all()
         try:
+            problems = validate(body) if self.strict else []
+            if problems:
+                self.violations += [(self.chat_calls, p) for p in problems]
+                return web.json_response(problems[0].error_body(), status=400)
             if body.get("stream"):
                 return _error_response(fail(400, "stream=true is not supported", param="stream"))
             step = await self._next_step(body)

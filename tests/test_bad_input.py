@@ -133,6 +133,7 @@ class World:
             await self.emu.stop()
         await self.engine.aclose()
         await self.llm.stop()
+        self.llm.assert_no_violations()
 
     def close(self) -> None:
         self.lt.run(self._close())

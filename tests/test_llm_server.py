@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 from collections.abc import AsyncIterator
@@ -242,3 +243,158 @@ async def test_embedding_failure(server: ScriptedLLM, client: openai.AsyncOpenAI
         await client.embeddings.create(model="emb", input="x")
     ok = await client.embeddings.create(model="emb", input="x")
     assert len(ok.data[0].embedding) == 64
+
+
+# -- strict mode: requests the OpenAI API rejects are rejected (and recorded) ---------------------
+
+USER = {"role": "user", "content": "hi"}
+
+
+def asks(*ids: str) -> dict[str, Any]:
+    """An assistant message calling send_message once per id."""
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": i, "type": "function",
+         "function": {"name": "send_message", "arguments": '{"message": "x"}'}} for i in ids]}
+
+
+def answers(call_id: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": '{"status": "OK"}'}
+
+
+def with_call(**changes: Any) -> dict[str, Any]:
+    """asks("c1") with fields of its tool call (or of its function) replaced."""
+    message = asks("c1")
+    tool_call = message["tool_calls"][0]
+    for key, value in changes.items():
+        (tool_call["function"] if key in ("name", "arguments") else tool_call)[key] = value
+    return message
+
+
+def tool(name: str = "send_message", parameters: Any = None) -> dict[str, Any]:
+    return {"type": "function", "function": {
+        "name": name, "parameters": parameters or {"type": "object", "properties": {}}}}
+
+
+REJECTED: list[tuple[str, dict[str, Any], str]] = [
+    ("user-between-call-and-result", {"messages": [USER, asks("c1"), USER, answers("c1")]},
+     "must be followed by tool messages responding to each 'tool_call_id'"),
+    ("missing-result", {"messages": [USER, asks("c1", "c2"), answers("c1")]},
+     "did not have response messages: c2"),
+    ("assistant-before-result", {"messages": [USER, asks("c1"), asks("c2"), answers("c1")]},
+     "must be followed by tool messages"),
+    ("orphan-result", {"messages": [USER, answers("c9")]},
+     "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'"),
+    ("result-twice", {"messages": [USER, asks("c1"), answers("c1"), answers("c1")]},
+     "Duplicate value for 'tool_call_id' of 'c1'"),
+    ("same-id-twice-in-one-message", {"messages": [USER, asks("c1", "c1"), answers("c1")]},
+     "Duplicate value for 'tool_call_id'"),
+    ("unknown-role", {"messages": [{"role": "bot", "content": "hi"}]},
+     "Invalid value: 'bot'. Supported values are"),
+    ("user-content-null", {"messages": [{"role": "user", "content": None}]},
+     "expected a string, got null"),
+    ("assistant-null-without-calls",
+     {"messages": [USER, {"role": "assistant", "content": None}, USER]},
+     "expected a string, got null"),
+    ("image-in-system", {"messages": [
+        {"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, USER]},
+     "Invalid value: 'image_url'"),
+    ("call-type-not-function", {"messages": [USER, with_call(type="tool"), answers("c1")]},
+     "Supported values are: 'function'"),
+    ("call-name-with-space", {"messages": [USER, with_call(name="send message"), answers("c1")]},
+     "tool_calls[0].function.name': string does not match pattern"),
+    ("call-name-too-long", {"messages": [USER, with_call(name="n" * 65), answers("c1")]},
+     "string does not match pattern"),
+    ("arguments-not-a-string",
+     {"messages": [USER, with_call(arguments={"message": "x"}), answers("c1")]},
+     "function.arguments': expected a string"),
+    ("call-id-too-long",
+     {"messages": [USER, asks("c" * 41), answers("c" * 41)]},
+     "Expected a string with maximum length 40, but got a string with length 41"),
+    ("no-calls-listed", {"messages": [USER, {"role": "assistant", "content": "hm",
+                                             "tool_calls": []}, USER]},
+     "tool_calls': empty array"),
+    ("nickname-as-name", {"messages": [{"role": "user", "name": "Zed 🍵", "content": "hi"}]},
+     "messages[0].name': string does not match pattern"),
+    ("tool-name-with-space", {"tools": [tool("send message")]},
+     "tools[0].function.name': string does not match pattern"),
+    ("tool-parameters-not-object", {"tools": [tool(parameters={"type": "array"})]},
+     "schema must be a JSON Schema of 'type: \"object\"'"),
+    ("no-tools-listed", {"tools": []}, "'tools': empty array"),
+    ("tool-choice-without-tools", {"tools": None, "tool_choice": "auto"},
+     "'tool_choice' is only allowed when 'tools' are specified"),
+    ("unknown-parameter", {"extra_body": {"reasoning_budget": 3}},
+     "Unrecognized request argument supplied: reasoning_budget"),
+    ("reasoning-max-tokens", {"model": "o3-mini", "max_tokens": 100},
+     "'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."),
+    ("o1-max-tokens", {"model": "o1", "max_tokens": 100}, "Use 'max_completion_tokens'"),
+    ("o4-mini-temperature", {"model": "o4-mini", "temperature": 0.2},
+     "'temperature' does not support 0.2 with this model. Only the default (1) value"),
+    ("gpt-5-temperature", {"model": "gpt-5.1", "temperature": 0.7},
+     "Only the default (1) value is supported"),
+]
+
+
+async def rejected_request(client: openai.AsyncOpenAI, request: dict[str, Any]) -> str:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(**{
+            "model": "gpt-4o-mini", "messages": MSGS, "tools": TOOLS, **request})
+    assert caught.value.type == "invalid_request_error"
+    return caught.value.message
+
+
+@pytest.mark.parametrize(("request_", "expected"), [r[1:] for r in REJECTED],
+                         ids=[r[0] for r in REJECTED])
+async def test_strict_mode_rejects_what_openai_rejects(
+    server: ScriptedLLM, client: openai.AsyncOpenAI, request_: dict[str, Any], expected: str
+) -> None:
+    server.push(say("never sent"))
+    message = await rejected_request(client, request_)
+    assert expected in message
+    violations = server.take_violations()
+    assert violations and expected in violations[0].message
+    assert server.pending == 1  # a rejected request consumes no scripted answer
+
+
+ACCEPTED: list[tuple[str, dict[str, Any]]] = [
+    ("call-then-results", {"messages": [USER, asks("c1", "c2"), answers("c2"), answers("c1"),
+                                        USER]}),
+    ("name-pattern", {"messages": [{"role": "user", "name": "Zed_01-x", "content": "hi"}]}),
+    ("content-parts", {"messages": [{"role": "user", "content": [{"type": "text",
+                                                                  "text": "hi"}]}]}),
+    ("chat-model-params", {"model": "gpt-4o-mini", "max_tokens": 100, "temperature": 0.7}),
+    ("reasoning-model-params", {"model": "gpt-5", "max_completion_tokens": 100,
+                                "temperature": 1, "reasoning_effort": "low"}),
+    ("gpt-5-chat-temperature", {"model": "gpt-5-chat-latest", "temperature": 0.7}),
+    ("tool-choice-object", {"tool_choice": {"type": "function",
+                                            "function": {"name": "send_message"}}}),
+]
+
+
+@pytest.mark.parametrize("request_", [r[1] for r in ACCEPTED], ids=[r[0] for r in ACCEPTED])
+async def test_strict_mode_accepts_what_openai_accepts(
+    server: ScriptedLLM, client: openai.AsyncOpenAI, request_: dict[str, Any]
+) -> None:
+    server.push(say("fine"))
+    reply = await client.chat.completions.create(**{
+        "model": "gpt-4o-mini", "messages": MSGS, "tools": TOOLS, **request_})
+    assert reply.choices[0].message.content == "fine"
+    assert server.violations == []
+
+
+async def test_a_violation_nobody_took_fails_the_test_even_if_the_400_was_handled() -> None:
+    srv = ScriptedLLM()
+    with pytest.raises(AssertionError, match="requests the OpenAI API would reject: request #1"):
+        async with srv, openai.AsyncOpenAI(base_url=srv.base_url, api_key="t",
+                                           max_retries=0) as c:
+            with contextlib.suppress(openai.BadRequestError):  # the bot "handles" it
+                await rejected_request(c, {"messages": [USER, answers("c9")]})
+    assert srv.violations == []  # reported once
+
+
+async def test_lenient_mode_is_opt_in() -> None:
+    async with ScriptedLLM(strict=False) as srv:
+        srv.push(say("anything goes"))
+        async with openai.AsyncOpenAI(base_url=srv.base_url, api_key="t", max_retries=0) as c:
+            reply = await c.chat.completions.create(
+                model="o3", max_tokens=5, messages=[USER, answers("c9")])  # type: ignore[list-item]
+        assert reply.choices[0].message.content == "anything goes"

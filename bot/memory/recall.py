@@ -35,7 +35,7 @@ from bot.memory.ranking import (
 )
 from bot.memory.timeline import Snapshot, TimelineCache
 from bot.messages import Message, iso
-from bot.store import Store, agent_tag
+from bot.store import CONTEXT_ORDER, Store, agent_tag
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,8 @@ class RecallMemory:
 
     async def in_context(self, agent_id: str) -> list[Message]:
         rows = await self.store.fetchall(
-            "SELECT * FROM messages WHERE agent_id=? AND in_context=1 ORDER BY id", (agent_id,)
+            f"SELECT * FROM messages WHERE agent_id=? AND in_context=1 ORDER BY {CONTEXT_ORDER}",
+            (agent_id,),
         )
         return [Message.from_row(r) for r in rows]
 
@@ -250,7 +251,8 @@ class RecallMemory:
 
     async def recent(self, agent_id: str, limit: int) -> list[Message]:
         rows = await self.store.fetchall(
-            "SELECT * FROM messages WHERE agent_id=? ORDER BY id DESC LIMIT ?", (agent_id, limit)
+            "SELECT * FROM messages WHERE agent_id=?"
+            " ORDER BY COALESCE(position, id) DESC, id DESC LIMIT ?", (agent_id, limit)
         )
         return [Message.from_row(r) for r in reversed(rows)]
 
