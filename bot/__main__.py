@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from bot.config import Settings
+from bot.datalock import DataDirLocked
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_bot(settings)
     except KeyboardInterrupt:
         return 130
-    except ValueError as error:  # bad persona name, bad option: one clear line
+    except (ValueError, DataDirLocked) as error:  # bad persona name, bad option: one clear line
         print(f"mnemocord: {error}", file=sys.stderr)
         return 1
     return 0

@@ -30,6 +30,7 @@ from bot.agent import (
 from bot.commands import CommandsMixin
 from bot.config import Settings
 from bot.context import Budget, ContextWindow
+from bot.datalock import DataDirLock
 from bot.embeddings import Embedder, make_embedder
 from bot.llm import LLMClient
 from bot.memory.archival import ArchivalMemory
@@ -80,6 +81,7 @@ class Engine(CommandsMixin):
         redact.protect(secret.get_secret_value() for secret in (
             settings.llm_api_key, settings.embedding_api_key, settings.discord_token) if secret)
         self.tz = ZoneInfo(settings.timezone)
+        self.data_lock = DataDirLock(settings.data_dir)
         self.store = Store(settings.db_path)
         self.counter = TokenCounter(settings.llm_model)
         self.llm = LLMClient(
@@ -153,7 +155,18 @@ class Engine(CommandsMixin):
         )
 
     async def open(self) -> Engine:
-        await self.store.open()
+        try:
+            # Before touching any file: a second process on this folder must change nothing.
+            self.data_lock.acquire()
+        except BaseException:
+            await self._close_clients()
+            raise
+        try:
+            await self.store.open()
+        except BaseException:
+            await self._close_clients()
+            self.data_lock.release()
+            raise
         if self.recall_indexer is not None:
             self.recall_indexer.start()
         # Start Chroma's process in the background, so a first archival search does not wait
@@ -162,7 +175,20 @@ class Engine(CommandsMixin):
             self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
         return self
 
+    async def _close_clients(self) -> None:
+        await self.llm.aclose()
+        if self._owns_embedder:
+            await self.embedder.aclose()
+        if self._embedding_openai is not None:
+            await self._embedding_openai.close()
+
     async def aclose(self) -> None:
+        try:
+            await self._aclose()
+        finally:
+            self.data_lock.release()  # last: nothing of ours touches the folder any more
+
+    async def _aclose(self) -> None:
         for slot in list(self._slots.values()):  # let running turns finish their commit
             async with slot.lock:
                 pass
@@ -172,11 +198,7 @@ class Engine(CommandsMixin):
         # count in SQLite, so the store closes after).
         await self.archival.flush()
         await self.store.close()
-        await self.llm.aclose()
-        if self._owns_embedder:
-            await self.embedder.aclose()
-        if self._embedding_openai is not None:
-            await self._embedding_openai.close()
+        await self._close_clients()
         if self._warm_up is not None:  # a client still being opened would outlive aclose
             await asyncio.gather(self._warm_up, return_exceptions=True)
         await self.vectors.aclose()

@@ -10,6 +10,7 @@ import sys
 import discord
 
 from bot.config import Settings
+from bot.datalock import DataDirLocked
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
 from bot.llm import LLMUnreachable
@@ -64,7 +65,7 @@ def run_bot(settings: Settings) -> int:
                                 root=True)
     try:
         asyncio.run(serve(settings))
-    except StartupError as error:
+    except (StartupError, DataDirLocked) as error:
         print(f"mnemocord: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
