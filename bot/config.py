@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -111,6 +112,19 @@ class Settings(BaseSettings):
             return [int(part) for part in value.replace(",", " ").split()]
         if isinstance(value, int):
             return [value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Checked here, so every command stops at startup with one line instead of a traceback
+        # from deep inside the engine. "Europe" (a folder) raises IsADirectoryError, "../x" and
+        # "" raise ValueError, an unknown name ZoneInfoNotFoundError.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"{value!r} is not a known time zone; use an IANA name such as"
+                             " Europe/Berlin, America/New_York or UTC") from None
         return value
 
     @cached_property

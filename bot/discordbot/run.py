@@ -9,6 +9,7 @@ import sys
 
 import discord
 
+from bot import redact
 from bot.config import Settings
 from bot.datalock import DataDirLocked
 from bot.discordbot.bot import Mnemocord
@@ -24,12 +25,16 @@ class StartupError(Exception):
 
 async def check_llm(engine: Engine) -> None:
     """Fail fast when the LLM endpoint is unreachable or rejects the key."""
-    settings = engine.settings
+    # The URL may carry credentials (user:password@, ?api-key=): never print them.
+    where = redact.redact(engine.settings.llm_base_url)
     try:
         status = await asyncio.wait_for(engine.llm.probe(), timeout=15)
     except (LLMUnreachable, TimeoutError):
-        raise StartupError(f"cannot reach the LLM server at {settings.llm_base_url};"
+        raise StartupError(f"cannot reach the LLM server at {where};"
                            " check LLM_BASE_URL and that the server is running") from None
+    except Exception as error:  # e.g. the HTTP client refusing a URL with user:password@
+        raise StartupError(f"cannot use the LLM server at {where}: {redact.redact(str(error))};"
+                           " check LLM_BASE_URL") from None
     if status == 401:
         raise StartupError("the LLM server rejected LLM_API_KEY")
     # Any other answer means reachable; some servers simply do not implement /models.
