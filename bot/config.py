@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # The embedded Chroma runs in its own process and keeps every agent index it has loaded;
     # past this many MiB it is restarted at a quiet moment, at most every 10 minutes (0 = never).
     chroma_memory_limit_mb: int = Field(default=1024, ge=0)
+    # Delivered replies stay in the outbox this long (what a re-delivery check can look back
+    # on), then are deleted; undelivered ones stay until delivered.
+    outbox_keep_delivered_minutes: int = Field(default=60, ge=0)
 
     # --- Agent behaviour ---
     personas_dir: Path = REPO_ROOT / "personas"

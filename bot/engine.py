@@ -13,7 +13,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -473,12 +473,18 @@ class Engine(CommandsMixin):
         return [(r["agent_id"], Outgoing(r["id"], r["target"], r["text"])) for r in rows]
 
     async def mark_delivered(self, outbox_ids: list[str]) -> None:
+        """Mark replies delivered, and delete those delivered longer ago than the window (the
+        outbox would otherwise keep every reply ever sent)."""
         if outbox_ids:
+            now = utcnow()
+            keep = timedelta(minutes=self.settings.outbox_keep_delivered_minutes)
             marks = ",".join("?" * len(outbox_ids))
-            await self.store.commit([(
-                f"UPDATE outbox SET delivered_at=? WHERE id IN ({marks})",
-                (iso(utcnow()), *outbox_ids),
-            )])
+            await self.store.commit([
+                (f"UPDATE outbox SET delivered_at=? WHERE id IN ({marks})",
+                 (iso(now), *outbox_ids)),
+                ("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at <= ?",
+                 (iso(now - keep),)),
+            ])
 
     async def pending_agent_ids(self) -> list[str]:
         rows = await self.store.fetchall(
