@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             from bot.discordbot.run import run_bot
 
             return run_bot(settings)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the engine closed first: everything accepted is stored
+        if args.command == "chat":
+            print("\nInterrupted. Memory is saved. Bye!", file=sys.stderr)
         return 130
     except (ValueError, DataDirLocked) as error:  # bad persona name, bad option: one clear line
         print(f"mnemocord: {error}", file=sys.stderr)
