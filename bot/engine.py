@@ -51,6 +51,7 @@ from bot.messages import (
     utcnow,
 )
 from bot.store import Statement, Store, agent_tag
+from bot.tasks import observe
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS
 
@@ -172,7 +173,8 @@ class Engine(CommandsMixin):
         # Start Chroma's process in the background, so a first archival search does not wait
         # for its start-up; a database without passages does not need it yet.
         if await self.store.scalar("SELECT 1 FROM passages LIMIT 1"):
-            self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
+            self._warm_up = observe(asyncio.create_task(
+                self.vectors.warm(), name="vector-index-warm-up"), "starting the vector index", log)
         return self
 
     async def _close_clients(self) -> None:

@@ -15,6 +15,7 @@ from bot.datalock import DataDirLocked
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
 from bot.llm import LLMUnreachable
+from bot.tasks import observe
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,16 @@ async def serve(settings: Settings, *, check: bool = True) -> None:
             await check_llm(engine)
         bot = Mnemocord(engine, settings)
         loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak ones)
+
+        def close_on_signal() -> None:
+            task = observe(asyncio.ensure_future(bot.close()), "closing the bot after a signal",
+                           log)
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(signum, close_on_signal)
         try:
             async with bot:
                 await bot.start(token)
