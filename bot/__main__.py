@@ -10,6 +10,7 @@ import sys
 from pydantic import ValidationError
 
 from bot.config import Settings
+from bot.datalock import DataDirLocked
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        # Named as the person sets them (environment or .env), without pydantic's prefix.
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors())
         print(f"mnemocord: invalid configuration: {problems}", file=sys.stderr)
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -70,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             from bot.discordbot.run import run_bot
 
             return run_bot(settings)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the engine closed first: everything accepted is stored
+        if args.command == "chat":
+            print("\nInterrupted. Memory is saved. Bye!", file=sys.stderr)
         return 130
-    except ValueError as error:  # bad persona name, bad option: one clear line
+    except (ValueError, DataDirLocked) as error:  # bad persona name, bad option: one clear line
         print(f"mnemocord: {error}", file=sys.stderr)
         return 1
     return 0

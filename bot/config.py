@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     # The embedded Chroma runs in its own process and keeps every agent index it has loaded;
     # past this many MiB it is restarted at a quiet moment, at most every 10 minutes (0 = never).
     chroma_memory_limit_mb: int = Field(default=1024, ge=0)
+    # Delivered replies stay in the outbox this long (what a re-delivery check can look back
+    # on), then are deleted; undelivered ones stay until delivered.
+    outbox_keep_delivered_minutes: int = Field(default=60, ge=0)
 
     # --- Agent behaviour ---
     personas_dir: Path = REPO_ROOT / "personas"
@@ -111,6 +115,19 @@ class Settings(BaseSettings):
             return [int(part) for part in value.replace(",", " ").split()]
         if isinstance(value, int):
             return [value]
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        # Checked here, so every command stops at startup with one line instead of a traceback
+        # from deep inside the engine. "Europe" (a folder) raises IsADirectoryError, "../x" and
+        # "" raise ValueError, an unknown name ZoneInfoNotFoundError.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"{value!r} is not a known time zone; use an IANA name such as"
+                             " Europe/Berlin, America/New_York or UTC") from None
         return value
 
     @cached_property

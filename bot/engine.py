@@ -13,7 +13,7 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from bot.agent import (
 from bot.commands import CommandsMixin
 from bot.config import Settings
 from bot.context import Budget, ContextWindow
+from bot.datalock import DataDirLock
 from bot.embeddings import Embedder, make_embedder
 from bot.llm import LLMClient
 from bot.memory.archival import ArchivalMemory
@@ -50,6 +51,7 @@ from bot.messages import (
     utcnow,
 )
 from bot.store import Statement, Store, agent_tag
+from bot.tasks import observe
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS
 
@@ -80,6 +82,7 @@ class Engine(CommandsMixin):
         redact.protect(secret.get_secret_value() for secret in (
             settings.llm_api_key, settings.embedding_api_key, settings.discord_token) if secret)
         self.tz = ZoneInfo(settings.timezone)
+        self.data_lock = DataDirLock(settings.data_dir)
         self.store = Store(settings.db_path)
         self.counter = TokenCounter(settings.llm_model)
         self.llm = LLMClient(
@@ -153,16 +156,41 @@ class Engine(CommandsMixin):
         )
 
     async def open(self) -> Engine:
-        await self.store.open()
+        try:
+            # Before touching any file: a second process on this folder must change nothing.
+            self.data_lock.acquire()
+        except BaseException:
+            await self._close_clients()
+            raise
+        try:
+            await self.store.open()
+        except BaseException:
+            await self._close_clients()
+            self.data_lock.release()
+            raise
         if self.recall_indexer is not None:
             self.recall_indexer.start()
         # Start Chroma's process in the background, so a first archival search does not wait
         # for its start-up; a database without passages does not need it yet.
         if await self.store.scalar("SELECT 1 FROM passages LIMIT 1"):
-            self._warm_up = asyncio.create_task(self.vectors.warm(), name="vector-index-warm-up")
+            self._warm_up = observe(asyncio.create_task(
+                self.vectors.warm(), name="vector-index-warm-up"), "starting the vector index", log)
         return self
 
+    async def _close_clients(self) -> None:
+        await self.llm.aclose()
+        if self._owns_embedder:
+            await self.embedder.aclose()
+        if self._embedding_openai is not None:
+            await self._embedding_openai.close()
+
     async def aclose(self) -> None:
+        try:
+            await self._aclose()
+        finally:
+            self.data_lock.release()  # last: nothing of ours touches the folder any more
+
+    async def _aclose(self) -> None:
         for slot in list(self._slots.values()):  # let running turns finish their commit
             async with slot.lock:
                 pass
@@ -172,11 +200,7 @@ class Engine(CommandsMixin):
         # count in SQLite, so the store closes after).
         await self.archival.flush()
         await self.store.close()
-        await self.llm.aclose()
-        if self._owns_embedder:
-            await self.embedder.aclose()
-        if self._embedding_openai is not None:
-            await self._embedding_openai.close()
+        await self._close_clients()
         if self._warm_up is not None:  # a client still being opened would outlive aclose
             await asyncio.gather(self._warm_up, return_exceptions=True)
         await self.vectors.aclose()
@@ -453,12 +477,18 @@ class Engine(CommandsMixin):
         return [(r["agent_id"], Outgoing(r["id"], r["target"], r["text"])) for r in rows]
 
     async def mark_delivered(self, outbox_ids: list[str]) -> None:
+        """Mark replies delivered, and delete those delivered longer ago than the window (the
+        outbox would otherwise keep every reply ever sent)."""
         if outbox_ids:
+            now = utcnow()
+            keep = timedelta(minutes=self.settings.outbox_keep_delivered_minutes)
             marks = ",".join("?" * len(outbox_ids))
-            await self.store.commit([(
-                f"UPDATE outbox SET delivered_at=? WHERE id IN ({marks})",
-                (iso(utcnow()), *outbox_ids),
-            )])
+            await self.store.commit([
+                (f"UPDATE outbox SET delivered_at=? WHERE id IN ({marks})",
+                 (iso(now), *outbox_ids)),
+                ("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at <= ?",
+                 (iso(now - keep),)),
+            ])
 
     async def pending_agent_ids(self) -> list[str]:
         rows = await self.store.fetchall(

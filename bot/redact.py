@@ -4,8 +4,8 @@ Servers echo keys back in errors (OpenAI: "Incorrect API key provided: sk-proj-*
 some proxies print the whole key), and an exception's text travels into tracebacks. So every
 log record is redacted when it is created — message, arguments and traceback — whichever
 handler writes it (a file, the console, a test's capture). Redacted are the configured secrets
-(whole, or echoed by their first characters), OpenAI-style keys, bearer tokens and
-Discord-token-shaped strings.
+(whole, or echoed by their first characters), OpenAI-style keys, bearer tokens,
+Discord-token-shaped strings, and credentials in URLs (userinfo, key-like query parameters).
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ _GENERIC = [
     re.compile(r"\bsk-[A-Za-z0-9_*\-]{6,}"),  # OpenAI-style keys, also masked ones
     re.compile(r"(?i)\bbearer\s+[^\s'\"]+"),
     re.compile(r"\b[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{5,7}\.[A-Za-z0-9_\-]{25,}"),  # Discord
+]
+# Credentials inside URLs (a base URL in an error or a log line): the userinfo of
+# scheme://user:password@host, and the values of key-like query parameters (?key=, ?api-key=).
+_URL_PARTS = [
+    (re.compile(r"(?<=://)[^/\s@?#'\"]+@"), MARK + "@"),
+    (re.compile(r"(?i)([?&][\w.\-]*(?:key|token|secret|password|passwd|pwd|auth|sig|signature"
+                r"|credential)[\w.\-]*=)[^&#\s'\"]+"), r"\1" + MARK),
 ]
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -50,6 +57,8 @@ def redact(text: str) -> str:
         text = pattern.sub(MARK, text)
     for generic in _GENERIC:
         text = generic.sub(MARK, text)
+    for part, replacement in _URL_PARTS:
+        text = part.sub(replacement, text)
     return text
 
 

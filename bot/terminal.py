@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shlex
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -45,11 +47,61 @@ HELP = """\
 Start a line with // to type several lines; end them with a line holding only //."""
 
 
+class StdinLines:
+    """Lines typed on standard input, read on the event loop.
+
+    Not input() in a thread: a thread blocked in input() cannot be interrupted, and asyncio.run
+    waits for it at exit, so Ctrl-C only ended the chat once Enter was pressed. Editing a line
+    is the terminal's own (its canonical mode), as it was with input() without readline.
+    """
+
+    def __init__(self, fd: int = 0) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._eof = False
+
+    async def readline(self, prompt: str) -> str | None:
+        """The next line without its line ending; None at end of input."""
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+        while b"\n" not in self._buffer and not self._eof:
+            chunk = await self._read()
+            self._buffer += chunk
+            self._eof = not chunk
+        if not self._buffer:
+            return None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace").removesuffix("\r")
+
+    async def _read(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        readable = loop.create_future()
+        try:
+            loop.add_reader(self.fd, lambda: readable.done() or readable.set_result(None))
+        except (OSError, ValueError):
+            # epoll refuses regular files and /dev/null (input redirected from a file): reading
+            # those never waits, so a direct read is fine.
+            return self._read_now()
+        try:
+            await readable
+        finally:
+            loop.remove_reader(self.fd)
+        return self._read_now()
+
+    def _read_now(self) -> bytes:
+        try:
+            return os.read(self.fd, 65536)
+        except OSError:  # a closed or hung-up terminal ends the input
+            return b""
+
+
+_stdin: StdinLines | None = None
+
+
 async def read_stdin(prompt: str) -> str | None:
-    try:
-        return await asyncio.to_thread(input, prompt)
-    except EOFError:
-        return None
+    global _stdin
+    _stdin = _stdin or StdinLines()
+    return await _stdin.readline(prompt)
 
 
 def readable_arguments(raw: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
+import sqlite3
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -139,3 +141,62 @@ async def test_the_real_cli_process(llm: ScriptedLLM, tmp_path: Path) -> None:
     )
     out, err = await asyncio.wait_for(process.communicate(b""), 60)
     assert process.returncode == 1 and "not a valid name" in err.decode()
+
+
+async def test_ctrl_c_at_the_prompt_ends_the_chat_without_enter(llm: ScriptedLLM,
+                                                                tmp_path: Path) -> None:
+    """SIGINT (Ctrl-C) while the chat waits for a line ends it at once, with everything saved.
+    stdin and stdout are a pseudo-terminal, as in a real terminal."""
+    llm.push(call("send_message", message="Hi over the tty!"))
+    env = {
+        **os.environ,
+        "LLM_BASE_URL": llm.base_url, "LLM_API_KEY": "sk-cli-secret", "LLM_MAX_RETRIES": "0",
+        "EMBEDDING_PROVIDER": "openai", "DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(REPO),
+    }
+    master, slave = os.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "chat", "--agent", "tty", "--first",
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+
+    async def read_until(wanted: bytes, start: int = 0) -> None:
+        nonlocal seen
+        while wanted not in seen[start:]:
+            chunk = await asyncio.to_thread(os.read, master, 4096)
+            assert chunk, seen.decode(errors="replace")
+            seen += chunk
+
+    try:
+        await asyncio.wait_for(read_until("🧑".encode()), 60)
+        os.write(master, b"hello from the tty\n")
+        await asyncio.wait_for(read_until(b"Hi over the tty!"), 60)
+        await asyncio.wait_for(read_until("🧑".encode(), seen.index(b"Hi over the tty!")), 60)
+        process.send_signal(signal.SIGINT)  # at the prompt; no Enter follows
+        try:
+            await asyncio.wait_for(process.wait(), 30)  # a guard: it returns at once when fixed
+        except TimeoutError:
+            raise AssertionError("Ctrl-C did not end the chat while it waited for a line"
+                                 ) from None
+        while True:  # what it printed on the way out
+            try:
+                chunk = await asyncio.to_thread(os.read, master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    shown = seen.decode(errors="replace")
+    assert process.returncode == 130 and "Traceback" not in shown, shown
+    assert "Interrupted. Memory is saved." in shown
+    with sqlite3.connect(tmp_path / "data" / "mnemocord.db") as db:
+        said = [row[0] for row in db.execute("SELECT text FROM messages WHERE text IS NOT NULL"
+                                             " ORDER BY id")]
+    assert said == ["hello from the tty", "Hi over the tty!"]

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.discordbot.permissions import Refused
 from bot.engine import Engine
+from bot.tasks import observe
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,11 @@ class Mnemocord(commands.AutoShardedBot):
     async def on_message(self, message: discord.Message) -> None:
         """No text commands: conversation is handled by the chat cog's listener."""
 
-    def track(self, task: asyncio.Task[Any]) -> None:
+    def track(self, task: asyncio.Task[Any], what: str = "a conversation turn") -> None:
+        """Keep the task until it ends (close() waits for it) and log its failure."""
         self.turns.add(task)
         task.add_done_callback(self.turns.discard)
+        observe(task, what, log)
 
     async def close(self) -> None:
         """Let in-flight turns finish (bounded); unfinished ones stay pending for next start."""

@@ -9,10 +9,13 @@ import sys
 
 import discord
 
+from bot import redact
 from bot.config import Settings
+from bot.datalock import DataDirLocked
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
 from bot.llm import LLMUnreachable
+from bot.tasks import observe
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +26,16 @@ class StartupError(Exception):
 
 async def check_llm(engine: Engine) -> None:
     """Fail fast when the LLM endpoint is unreachable or rejects the key."""
-    settings = engine.settings
+    # The URL may carry credentials (user:password@, ?api-key=): never print them.
+    where = redact.redact(engine.settings.llm_base_url)
     try:
         status = await asyncio.wait_for(engine.llm.probe(), timeout=15)
     except (LLMUnreachable, TimeoutError):
-        raise StartupError(f"cannot reach the LLM server at {settings.llm_base_url};"
+        raise StartupError(f"cannot reach the LLM server at {where};"
                            " check LLM_BASE_URL and that the server is running") from None
+    except Exception as error:  # e.g. the HTTP client refusing a URL with user:password@
+        raise StartupError(f"cannot use the LLM server at {where}: {redact.redact(str(error))};"
+                           " check LLM_BASE_URL") from None
     if status == 401:
         raise StartupError("the LLM server rejected LLM_API_KEY")
     # Any other answer means reachable; some servers simply do not implement /models.
@@ -43,8 +50,16 @@ async def serve(settings: Settings, *, check: bool = True) -> None:
             await check_llm(engine)
         bot = Mnemocord(engine, settings)
         loop = asyncio.get_running_loop()
+        closing: set[asyncio.Task[None]] = set()  # held until done (the loop keeps weak ones)
+
+        def close_on_signal() -> None:
+            task = observe(asyncio.ensure_future(bot.close()), "closing the bot after a signal",
+                           log)
+            closing.add(task)
+            task.add_done_callback(closing.discard)
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(signum, close_on_signal)
         try:
             async with bot:
                 await bot.start(token)
@@ -64,7 +79,7 @@ def run_bot(settings: Settings) -> int:
                                 root=True)
     try:
         asyncio.run(serve(settings))
-    except StartupError as error:
+    except (StartupError, DataDirLocked) as error:
         print(f"mnemocord: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

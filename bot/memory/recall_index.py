@@ -16,6 +16,7 @@ import numpy as np
 
 from bot.embeddings import Embedder
 from bot.store import Statement, Store
+from bot.tasks import observe
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ class RecallIndexer:
     def start(self) -> None:
         if self._task is None:
             self.store.after_commit.append(self.wake)
-            self._task = asyncio.create_task(self._run(), name="recall-indexer")
+            self._task = observe(asyncio.create_task(self._run(), name="recall-indexer"),
+                                 "the recall indexer", log)
             self.wake()
 
     def wake(self) -> None:
@@ -81,10 +83,14 @@ class RecallIndexer:
 
     async def _run(self) -> None:
         # Vectors of a previous embedding model are useless to this one: embed those again.
-        await self.store.commit([(
-            "INSERT OR IGNORE INTO vector_queue (message_id)"
-            " SELECT message_id FROM message_vectors WHERE model != ?", (self.embedder.model_id,),
-        )])
+        try:
+            await self.store.commit([(
+                "INSERT OR IGNORE INTO vector_queue (message_id)"
+                " SELECT message_id FROM message_vectors WHERE model != ?",
+                (self.embedder.model_id,),
+            )])
+        except Exception:  # the worker still embeds what is queued
+            log.exception("could not queue vectors of an earlier embedding model")
         while True:
             await self._wake.wait()
             self._wake.clear()

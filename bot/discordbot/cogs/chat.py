@@ -122,7 +122,8 @@ class ChatCog(commands.Cog):
             await self.deliver_outbox([item])
         self.caught_up.set()
         for agent_id in await engine.pending_agent_ids():
-            self.bot.track(asyncio.create_task(self.resume(agent_id)))
+            self.bot.track(asyncio.create_task(self.resume(agent_id)),
+                           f"answering what {agent_id} was sent before the restart")
 
     async def resume(self, agent_id: str) -> None:
         result = await self.bot.engine.resume(agent_id)
