@@ -41,7 +41,33 @@ _POOLED_OUTPUTS = ("sentence_embedding", "pooler_output")
 
 
 class EmbeddingError(RuntimeError):
-    """An embedding backend could not produce vectors (model missing, API failure...)."""
+    """An embedding backend could not produce vectors (model missing, API failure...).
+
+    ``rejected``: the backend refused these inputs (HTTP 400/413/422), so sending the same ones
+    again cannot help; other failures (network, 5xx, 429, a missing model) may pass.
+    """
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+# Statuses that say "this input", not "this server" or "this key": retrying cannot help.
+_REJECTED_STATUSES = frozenset({400, 413, 422})
+
+
+@runtime_checkable
+class TokenSplitter(Protocol):
+    """An embedding model's own tokenizer, used to cut text into pieces the model embeds whole.
+
+    ``spans`` is plain blocking work: call it from a worker thread, never the event loop.
+    """
+
+    window: int  # the most tokens of one input the model embeds (its special tokens excluded)
+
+    def spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Per text, the (start, end) character offsets of each of its tokens, in order."""
+        ...
 
 
 @runtime_checkable
@@ -49,7 +75,12 @@ class Embedder(Protocol):
     model_id: str  # stored alongside vectors so a model change is detectable
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one L2-normalised vector per text, in input order."""
+        """Return one L2-normalised vector per text, in input order; a text longer than the
+        model's window is clipped to it (never an error)."""
+        ...
+
+    async def splitter(self) -> TokenSplitter:
+        """The model's tokenizer (loaded on first use), to cut documents into passages."""
         ...
 
     async def aclose(self) -> None: ...
@@ -104,6 +135,25 @@ def _download(url: str, dest: Path, timeout: float) -> None:
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+class _WordpieceSplitter:
+    """The local model's tokenizer.json, without truncation: where every wordpiece lies."""
+
+    def __init__(self, tokenizer_path: Path, max_tokens: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        # [CLS] and [SEP] take two of the model's max_tokens positions.
+        self.window = max(1, max_tokens - self.tokenizer.num_special_tokens_to_add(False))
+
+    def spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        # encode_batch runs without the GIL (and returns character offsets): the event loop
+        # keeps running while a long document is tokenized.
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [list(e.offsets) for e in encodings]
 
 
 class _LoadedModel:
@@ -223,6 +273,7 @@ class LocalEmbedder:
         self.model_id = model_id
         self.load_count = 0  # how many times the model was actually loaded (tests, diagnostics)
         self._model: _LoadedModel | None = None
+        self._splitter: _WordpieceSplitter | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
@@ -265,8 +316,16 @@ class LocalEmbedder:
         if not texts:
             return []
         model = await self._ensure_loaded()
+        # The tokenizer truncates every input to max_tokens: a long text is clipped, not refused.
         vectors: np.ndarray = await self._run(model.encode, list(texts), self.batch_size)
         return vectors.tolist()
+
+    async def splitter(self) -> TokenSplitter:
+        if self._splitter is None:
+            _, tokenizer_path = await self._ensure_files()
+            loaded = await asyncio.to_thread(_WordpieceSplitter, tokenizer_path, self.max_tokens)
+            self._splitter = self._splitter or loaded
+        return self._splitter
 
     async def aclose(self) -> None:
         self._closed = True
@@ -278,20 +337,90 @@ class LocalEmbedder:
 # --------------------------------------------------------------------------- OpenAI-compatible
 
 
+# Input limits of OpenAI's embedding models, in tokens: 8191 "max input" in the embeddings guide
+# (platform.openai.com/docs/guides/embeddings); the API reference for /v1/embeddings says 8192
+# per input and 300,000 summed over one request (our batches stay far below that).
+KNOWN_EMBEDDING_WINDOWS = {"text-embedding-3": 8191, "text-embedding-ada-002": 8191}
+# Other servers' models: 512 is the smallest window common embedding models have (BERT-sized
+# ones such as mxbai-embed-large, bge); EMBEDDING_MAX_INPUT_TOKENS says more when it is known.
+DEFAULT_EMBEDDING_WINDOW = 512
+
+
+def embedding_window_for(model: str) -> int:
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefix, window in KNOWN_EMBEDDING_WINDOWS.items():
+        if name.startswith(prefix):
+            return window
+    return DEFAULT_EMBEDDING_WINDOW
+
+
+class _TiktokenSplitter:
+    """Token offsets by tiktoken, the tokenizer of OpenAI's embedding models (for another
+    server's model an estimate; its window then leaves the margin)."""
+
+    def __init__(self, model: str, window: int) -> None:
+        from bot.tokens import load_encoding
+
+        self.encoding = load_encoding(model)
+        self.window = window
+
+    def spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        return [self._spans(text) for text in texts]
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        decode = getattr(self.encoding, "decode_with_offsets", None)
+        if decode is None:  # the approximate counter: a token every four characters
+            return [(i, min(i + 4, len(text))) for i in range(0, len(text), 4)]
+        tokens = self.encoding.encode_ordinary(text)  # without the GIL (tiktoken's Rust core)
+        _, starts = decode(tokens)
+        spans: list[tuple[int, int]] = []
+        for number, start in enumerate(starts):
+            end = starts[number + 1] if number + 1 < len(starts) else len(text)
+            if spans and start <= spans[-1][0]:  # a character split across tokens
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+                continue
+            spans.append((start, max(end, start)))
+        return spans
+
+    def clip(self, text: str) -> str:
+        spans = self._spans(text)
+        return text if len(spans) <= self.window else text[: spans[self.window][0]]
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``/v1/embeddings`` endpoint.
 
     The client is borrowed (it is usually shared with chat completions), so
-    ``aclose`` leaves it open.
+    ``aclose`` leaves it open. ``max_input_tokens`` is the model's window (None: OpenAI's
+    documented limit for its models, else a conservative 512); longer inputs are clipped to it,
+    as OpenAI rejects them (400 "maximum context length is 8192 tokens").
     """
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str, batch_size: int = 256) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, batch_size: int = 256,
+                 max_input_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if max_input_tokens is not None and max_input_tokens < 1:
+            raise ValueError("max_input_tokens must be >= 1")
         self.client = client
         self.model = model
         self.batch_size = batch_size
         self.model_id = f"openai:{model}"
+        self.window = max_input_tokens or embedding_window_for(model)
+        self._splitter: _TiktokenSplitter | None = None
+
+    async def splitter(self) -> _TiktokenSplitter:
+        if self._splitter is None:  # loading an encoding takes ~0.7 s: off the loop
+            loaded = await asyncio.to_thread(_TiktokenSplitter, self.model, self.window)
+            self._splitter = self._splitter or loaded
+        return self._splitter
+
+    async def _clipped(self, texts: list[str]) -> list[str]:
+        # A text of at most `window` UTF-8 bytes has at most `window` tokens: no need to count.
+        if all(len(t) <= self.window and len(t.encode()) <= self.window for t in texts):
+            return texts
+        splitter = await self.splitter()
+        return await asyncio.to_thread(lambda: [splitter.clip(t) for t in texts])
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         import openai
@@ -300,6 +429,7 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self.batch_size):
             # Most servers reject empty input strings; a space embeds as "nothing".
             batch = [t if t else " " for t in texts[start : start + self.batch_size]]
+            batch = await self._clipped(batch)
             try:
                 resp = await self.client.embeddings.create(
                     model=self.model, input=batch, encoding_format="float"
@@ -307,7 +437,8 @@ class OpenAIEmbedder:
             except openai.APIError as exc:
                 # Servers echo (parts of) the API key in errors: never carry that along.
                 msg = f"embedding request to model {self.model!r} failed: {redact(str(exc))}"
-                raise EmbeddingError(msg) from exc
+                status = getattr(exc, "status_code", None)
+                raise EmbeddingError(msg, rejected=status in _REJECTED_STATUSES) from exc
             data = sorted(resp.data, key=lambda d: d.index)
             if [d.index for d in data] != list(range(len(batch))):
                 raise EmbeddingError(
@@ -328,6 +459,7 @@ def make_embedder(
     cache_dir: Path | None = None,
     openai_client: openai.AsyncOpenAI | None = None,
     openai_model: str | None = None,
+    openai_max_input_tokens: int | None = None,
 ) -> Embedder:
     """Build the embedder named by ``provider`` ("local" or "openai")."""
     kind = provider.strip().lower()
@@ -340,5 +472,6 @@ def make_embedder(
     if kind == "openai":
         if openai_client is None or not openai_model:
             raise ValueError("the openai embedder needs openai_client and openai_model")
-        return OpenAIEmbedder(openai_client, openai_model)
+        return OpenAIEmbedder(openai_client, openai_model,
+                              max_input_tokens=openai_max_input_tokens)
     raise ValueError(f"unknown embedding provider {provider!r}; expected 'local' or 'openai'")

@@ -12,6 +12,7 @@ reconciled when the agent loads (`reconcile`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import uuid
@@ -20,7 +21,7 @@ from datetime import datetime
 
 import numpy as np
 
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, TokenSplitter
 from bot.memory.recall import PAGE_SIZE
 from bot.memory.vectors import VectorIndex
 from bot.messages import iso, parse_iso, utcnow
@@ -29,7 +30,9 @@ from bot.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
+# A passage's size for retrieval, in the embedding model's tokens (less if its window is smaller).
 CHUNK_TOKENS = 300
+_BLOCK_CHARS = 16_384  # characters tokenized per call while cutting a document
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
 INSERT_PASSAGE = "INSERT INTO passages (id, agent_id, text, source, created_at) VALUES (?,?,?,?,?)"
@@ -91,33 +94,80 @@ class _Unindexed:
         return [(i, float(score)) for i, score in zip(ids, similarity, strict=True)]
 
 
-def chunk_text(text: str, counter: TokenCounter, max_tokens: int = CHUNK_TOKENS) -> list[str]:
-    """Split at sentence/paragraph ends into pieces of at most max_tokens."""
-    chunks: list[str] = []
-    current: list[str] = []
-    current_tokens = 0
-    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
-        if not sentence:
-            continue
-        tokens = counter.count(sentence)
-        while tokens > max_tokens:  # a single huge "sentence": cut it by tokens
-            head = counter.clip(sentence, max_tokens)
-            if current:
-                chunks.append(" ".join(current))
-                current, current_tokens = [], 0
-            chunks.append(head)
-            sentence = sentence[len(head):].strip()
-            tokens = counter.count(sentence)
-        if not sentence:
-            continue
-        if current and current_tokens + tokens > max_tokens:
-            chunks.append(" ".join(current))
-            current, current_tokens = [], 0
-        current.append(sentence)
-        current_tokens += tokens
-    if current:
-        chunks.append(" ".join(current))
+def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKENS) -> list[str]:
+    """Split into pieces of at most max_tokens of the embedding model's own tokens (and never
+    more than its window), cut at sentence/paragraph ends where one fits, else at whitespace.
+
+    Linear: the text is tokenized once to find the cuts and each piece once more to check it.
+    Blocking work (seconds for megabytes): run it on a worker thread."""
+    limit = max(1, min(max_tokens, splitter.window))
+    chunks = _chunks(text, splitter, limit)
+    # A piece tokenized alone can come out a token or two longer than in its context (a cut
+    # inside a word): check each and cut the few that overflow again, a little shorter.
+    for _ in range(3):
+        counts = [len(spans) for spans in splitter.spans(chunks)] if chunks else []
+        if all(count <= limit for count in counts):
+            break
+        fitted: list[str] = []
+        for chunk, count in zip(chunks, counts, strict=True):
+            fitted.extend([chunk] if count <= limit else
+                          _chunks(chunk, splitter, max(1, limit - (count - limit) - 1)))
+        chunks = fitted
     return chunks
+
+
+def _token_starts(text: str, splitter: TokenSplitter) -> list[int]:
+    """Where each token of the whole text starts, tokenized in blocks cut at whitespace (so a
+    block's tokens are the text's, and no one call holds megabytes)."""
+    starts: list[int] = []
+    blocks: list[tuple[int, int]] = []
+    begin = 0
+    while begin < len(text):
+        end = min(len(text), begin + _BLOCK_CHARS)
+        if end < len(text):
+            space = max(text.rfind(" ", begin + _BLOCK_CHARS // 2, end),
+                        text.rfind("\n", begin + _BLOCK_CHARS // 2, end))
+            end = space if space > begin else end
+        blocks.append((begin, end))
+        begin = end
+    for (offset, _), spans in zip(blocks, splitter.spans([text[a:b] for a, b in blocks]),
+                                  strict=True):
+        starts.extend(offset + start for start, _ in spans)
+    return starts
+
+
+def _chunks(text: str, splitter: TokenSplitter, limit: int) -> list[str]:
+    starts = _token_starts(text, splitter)
+    # Good places to cut before token k: a sentence/paragraph end, else whitespace.
+    sentence = [False] * len(starts)
+    gaps = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)]
+    gap = 0
+    for k, start in enumerate(starts):
+        while gap < len(gaps) and gaps[gap][1] < start:
+            gap += 1
+        sentence[k] = gap < len(gaps) and gaps[gap][0] <= start
+    last_sentence, last_space = [0] * len(starts), [0] * len(starts)
+    best_sentence = best_space = 0
+    for k, start in enumerate(starts):
+        if k and sentence[k]:
+            best_sentence = k
+        if k and (text[start].isspace() or text[start - 1].isspace()):
+            best_space = k
+        last_sentence[k], last_space[k] = best_sentence, best_space
+    cuts = [0]
+    first = 0  # the first token of the piece being built
+    while len(starts) - first > limit:
+        end = first + limit  # the piece ends before this token at the latest
+        cut = last_sentence[end]
+        if cut <= first:
+            cut = last_space[end]
+        if cut <= first:
+            cut = end
+        cuts.append(starts[cut])
+        first = cut
+    cuts.append(len(text))
+    pieces = (text[a:b].strip() for a, b in itertools.pairwise(cuts))
+    return [piece for piece in pieces if piece]
 
 
 class ArchivalMemory:
@@ -140,7 +190,9 @@ class ArchivalMemory:
     ) -> tuple[list[str], list[Statement]]:
         """Embed now (searchable at once); return the SQLite statements for the caller's
         transaction. Chroma gets the vectors after that transaction commits."""
-        chunks = chunk_text(text, self.counter)
+        splitter = await self.embedder.splitter()
+        # Megabytes take seconds to cut: on a thread, so every conversation keeps going.
+        chunks = await asyncio.to_thread(chunk_text, text, splitter)
         if not chunks:
             raise ValueError("Nothing to store: the content is empty.")
         vectors = await self.embedder.embed(chunks)
