@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # A passage's size for retrieval, in the embedding model's tokens (less if its window is smaller).
 CHUNK_TOKENS = 300
 _BLOCK_CHARS = 16_384  # characters tokenized per call while cutting a document
+_SPACE_POINTS = np.asarray([c for c in range(0x3001) if chr(c).isspace()], np.uint32)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
 INSERT_PASSAGE = "INSERT INTO passages (id, agent_id, text, source, created_at) VALUES (?,?,?,?,?)"
@@ -105,7 +106,7 @@ def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKEN
     # A piece tokenized alone can come out a token or two longer than in its context (a cut
     # inside a word): check each and cut the few that overflow again, a little shorter.
     for _ in range(3):
-        counts = [len(spans) for spans in splitter.spans(chunks)] if chunks else []
+        counts = [len(starts) for starts in splitter.starts(chunks)] if chunks else []
         if all(count <= limit for count in counts):
             break
         fitted: list[str] = []
@@ -116,10 +117,9 @@ def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKEN
     return chunks
 
 
-def _token_starts(text: str, splitter: TokenSplitter) -> list[int]:
+def _token_starts(text: str, splitter: TokenSplitter) -> np.ndarray:
     """Where each token of the whole text starts, tokenized in blocks cut at whitespace (so a
     block's tokens are the text's, and no one call holds megabytes)."""
-    starts: list[int] = []
     blocks: list[tuple[int, int]] = []
     begin = 0
     while begin < len(text):
@@ -130,40 +130,44 @@ def _token_starts(text: str, splitter: TokenSplitter) -> list[int]:
             end = space if space > begin else end
         blocks.append((begin, end))
         begin = end
-    for (offset, _), spans in zip(blocks, splitter.spans([text[a:b] for a, b in blocks]),
-                                  strict=True):
-        starts.extend(offset + start for start, _ in spans)
-    return starts
+    found = splitter.starts([text[a:b] for a, b in blocks])
+    parts = [offset + starts for (offset, _), starts in zip(blocks, found, strict=True)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def _whitespace(text: str) -> np.ndarray:
+    """Per character, whether it is whitespace (str.isspace), as an array."""
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    return np.isin(points, _SPACE_POINTS)
 
 
 def _chunks(text: str, splitter: TokenSplitter, limit: int) -> list[str]:
     starts = _token_starts(text, splitter)
-    # Good places to cut before token k: a sentence/paragraph end, else whitespace.
-    sentence = [False] * len(starts)
-    gaps = [(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)]
-    gap = 0
-    for k, start in enumerate(starts):
-        while gap < len(gaps) and gaps[gap][1] < start:
-            gap += 1
-        sentence[k] = gap < len(gaps) and gaps[gap][0] <= start
-    last_sentence, last_space = [0] * len(starts), [0] * len(starts)
-    best_sentence = best_space = 0
-    for k, start in enumerate(starts):
-        if k and sentence[k]:
-            best_sentence = k
-        if k and (text[start].isspace() or text[start - 1].isspace()):
-            best_space = k
-        last_sentence[k], last_space[k] = best_sentence, best_space
+    if len(starts) <= limit:
+        piece = text.strip()
+        return [piece] if piece else []
+    index = np.arange(len(starts))
+    # Good places to cut before token k: a sentence/paragraph end (the token starts in or
+    # right after the gap), else whitespace on either side of where it starts.
+    gaps = np.asarray([(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)] or [(-1, -1)])
+    gap = np.searchsorted(gaps[:, 1], starts, side="left")
+    inside = gap < len(gaps)
+    sentence = inside & (gaps[np.minimum(gap, len(gaps) - 1), 0] <= starts)
+    space = _whitespace(text)
+    spaced = space[starts] | space[np.maximum(starts - 1, 0)]
+    sentence[0] = spaced[0] = False
+    last_sentence = np.maximum.accumulate(np.where(sentence, index, 0))
+    last_space = np.maximum.accumulate(np.where(spaced, index, 0))
     cuts = [0]
     first = 0  # the first token of the piece being built
     while len(starts) - first > limit:
         end = first + limit  # the piece ends before this token at the latest
-        cut = last_sentence[end]
+        cut = int(last_sentence[end])
         if cut <= first:
-            cut = last_space[end]
+            cut = int(last_space[end])
         if cut <= first:
             cut = end
-        cuts.append(starts[cut])
+        cuts.append(int(starts[cut]))
         first = cut
     cuts.append(len(text))
     pieces = (text[a:b].strip() for a, b in itertools.pairwise(cuts))
