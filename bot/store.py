@@ -178,6 +178,14 @@ MIGRATIONS: list[str] = [
             SET changes = changes + 1, texts = texts + excluded.texts;
     END;
     """,
+    # 4: while dense recall is off (kv key recall:dense_off) nothing empties vector_queue, so
+    # nothing is kept in it; turning dense recall on queues what was stored meanwhile.
+    """
+    CREATE TRIGGER vector_queue_while_off AFTER INSERT ON vector_queue
+    WHEN EXISTS (SELECT 1 FROM kv WHERE key = 'recall:dense_off') BEGIN
+        DELETE FROM vector_queue WHERE message_id = new.message_id;
+    END;
+    """,
 ]
 
 
