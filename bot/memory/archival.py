@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 # A passage's size for retrieval, in the embedding model's tokens (less if its window is smaller).
 CHUNK_TOKENS = 300
-_BLOCK_CHARS = 16_384  # characters tokenized per call while cutting a document
+_BLOCK_CHARS = 16_384  # characters tokenized (or scanned) per call while cutting a document
+_BLOCK_OVERLAP = 256
+_TEXTS_PER_CALL = 16
 _SPACE_POINTS = np.asarray([c for c in range(0x3001) if chr(c).isspace()], np.uint32)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
@@ -106,7 +108,7 @@ def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKEN
     # A piece tokenized alone can come out a token or two longer than in its context (a cut
     # inside a word): check each and cut the few that overflow again, a little shorter.
     for _ in range(3):
-        counts = [len(starts) for starts in splitter.starts(chunks)] if chunks else []
+        counts = [len(starts) for starts in _starts(splitter, chunks)]
         if all(count <= limit for count in counts):
             break
         fitted: list[str] = []
@@ -115,6 +117,14 @@ def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKEN
                           _chunks(chunk, splitter, max(1, limit - (count - limit) - 1)))
         chunks = fitted
     return chunks
+
+
+def _starts(splitter: TokenSplitter, texts: list[str]) -> list[np.ndarray]:
+    """splitter.starts, a few texts per call: the GIL is let go between calls."""
+    found: list[np.ndarray] = []
+    for begin in range(0, len(texts), _TEXTS_PER_CALL):
+        found.extend(splitter.starts(texts[begin:begin + _TEXTS_PER_CALL]))
+    return found
 
 
 def _token_starts(text: str, splitter: TokenSplitter) -> np.ndarray:
@@ -130,7 +140,7 @@ def _token_starts(text: str, splitter: TokenSplitter) -> np.ndarray:
             end = space if space > begin else end
         blocks.append((begin, end))
         begin = end
-    found = splitter.starts([text[a:b] for a, b in blocks])
+    found = _starts(splitter, [text[a:b] for a, b in blocks])
     parts = [offset + starts for (offset, _), starts in zip(blocks, found, strict=True)]
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
@@ -138,7 +148,31 @@ def _token_starts(text: str, splitter: TokenSplitter) -> np.ndarray:
 def _whitespace(text: str) -> np.ndarray:
     """Per character, whether it is whitespace (str.isspace), as an array."""
     points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
-    return np.isin(points, _SPACE_POINTS)
+    space = (points == 32) | ((points >= 9) & (points <= 13)) | ((points >= 28) & (points <= 31))
+    high = np.flatnonzero(points > 127)  # usually few: look those up
+    if len(high):
+        space[high] = np.isin(points[high], _SPACE_POINTS)
+    return space
+
+
+def _sentence_gaps(text: str) -> np.ndarray:
+    """(start, end) of each sentence/paragraph break. Scanned a block at a time: one regex
+    scan of megabytes holds the GIL throughout (260 ms for 2 MB), stalling the event loop."""
+    gaps: list[tuple[int, int]] = []
+    for begin in range(0, len(text), _BLOCK_CHARS):
+        end = begin + _BLOCK_CHARS
+        stop = min(len(text), end + _BLOCK_OVERLAP)
+        for match in _SENTENCE_END.finditer(text, begin, stop):  # lookbehind sees before begin
+            if match.start() >= end:
+                break
+            if gaps and match.start() < gaps[-1][1]:
+                continue  # the rest of a break the previous block found
+            finish = match.end()
+            if finish == stop < len(text):  # it may run on past the scanned part
+                whole = _SENTENCE_END.match(text, match.start())
+                finish = whole.end() if whole else finish
+            gaps.append((match.start(), finish))
+    return np.asarray(gaps or [(-1, -1)], np.int64)
 
 
 def _chunks(text: str, splitter: TokenSplitter, limit: int) -> list[str]:
@@ -149,7 +183,7 @@ def _chunks(text: str, splitter: TokenSplitter, limit: int) -> list[str]:
     index = np.arange(len(starts))
     # Good places to cut before token k: a sentence/paragraph end (the token starts in or
     # right after the gap), else whitespace on either side of where it starts.
-    gaps = np.asarray([(m.start(), m.end()) for m in _SENTENCE_END.finditer(text)] or [(-1, -1)])
+    gaps = _sentence_gaps(text)
     gap = np.searchsorted(gaps[:, 1], starts, side="left")
     inside = gap < len(gaps)
     sentence = inside & (gaps[np.minimum(gap, len(gaps) - 1), 0] <= starts)
