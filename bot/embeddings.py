@@ -359,7 +359,7 @@ def embedding_window_for(model: str) -> int:
     return DEFAULT_EMBEDDING_WINDOW
 
 
-class _TiktokenSplitter:
+class TiktokenSplitter:
     """Token offsets by tiktoken, the tokenizer of OpenAI's embedding models (for another
     server's model an estimate; its window then leaves the margin)."""
 
@@ -431,11 +431,11 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         self.model_id = f"openai:{model}"
         self.window = max_input_tokens or embedding_window_for(model)
-        self._splitter: _TiktokenSplitter | None = None
+        self._splitter: TiktokenSplitter | None = None
 
-    async def splitter(self) -> _TiktokenSplitter:
+    async def splitter(self) -> TiktokenSplitter:
         if self._splitter is None:  # loading an encoding takes ~0.7 s: off the loop
-            loaded = await asyncio.to_thread(_TiktokenSplitter, self.model, self.window)
+            loaded = await asyncio.to_thread(TiktokenSplitter, self.model, self.window)
             self._splitter = self._splitter or loaded
         return self._splitter
 

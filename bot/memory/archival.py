@@ -35,6 +35,7 @@ CHUNK_TOKENS = 300
 _BLOCK_CHARS = 16_384  # characters tokenized (or scanned) per call while cutting a document
 _BLOCK_OVERLAP = 256
 _TEXTS_PER_CALL = 16
+_INLINE_CHARS = 2_000  # cut on the event loop up to this size (well under a millisecond)
 _SPACE_POINTS = np.asarray([c for c in range(0x3001) if chr(c).isspace()], np.uint32)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 
@@ -105,6 +106,8 @@ def chunk_text(text: str, splitter: TokenSplitter, max_tokens: int = CHUNK_TOKEN
     Blocking work (seconds for megabytes): run it on a worker thread."""
     limit = max(1, min(max_tokens, splitter.window))
     chunks = _chunks(text, splitter, limit)
+    if len(chunks) == 1 and len(text) <= _BLOCK_CHARS:
+        return chunks  # the whole text, and its count was its own: nothing to check
     # A piece tokenized alone can come out a token or two longer than in its context (a cut
     # inside a word): check each and cut the few that overflow again, a little shorter.
     for _ in range(3):
@@ -229,8 +232,10 @@ class ArchivalMemory:
         """Embed now (searchable at once); return the SQLite statements for the caller's
         transaction. Chroma gets the vectors after that transaction commits."""
         splitter = await self.embedder.splitter()
-        # Megabytes take seconds to cut: on a thread, so every conversation keeps going.
-        chunks = await asyncio.to_thread(chunk_text, text, splitter)
+        if len(text) <= _INLINE_CHARS:  # a tool's passage: less work than a thread hop
+            chunks = chunk_text(text, splitter)
+        else:  # megabytes take seconds to cut: on a thread, so every conversation keeps going
+            chunks = await asyncio.to_thread(chunk_text, text, splitter)
         if not chunks:
             raise ValueError("Nothing to store: the content is empty.")
         vectors = await self.embedder.embed(chunks)
