@@ -1,7 +1,7 @@
 """`python -m bench.attach`: what a 2 MB `/attach` costs, and what the event loop sees meanwhile.
 
 - cutting a 2 MB log (one "sentence": no sentence end in it) into passages, in the local model's
-  wordpieces and in tiktoken tokens (bot/memory/archival.py `chunk_text`);
+  wordpieces and in tiktoken tokens (bot/memory/chunking.py `chunk_text`);
 - the whole `Engine.attach` of that file with EMBEDDING_PROVIDER=openai against the scripted
   /v1/embeddings server in a process of its own (chunking, embedding requests, the commit);
 - meanwhile a ticker on the event loop records the longest gap between two of its turns (a
@@ -26,7 +26,7 @@ from bench.llm_proc import LLMProcess
 from bot.config import REPO_ROOT, Settings
 from bot.embeddings import LocalEmbedder, OpenAIEmbedder
 from bot.engine import AgentSpec, Engine
-from bot.memory.archival import chunk_text
+from bot.memory.chunking import chunk_text
 
 SIZE = 2_000_000
 

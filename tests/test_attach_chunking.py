@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from bot.embeddings import LocalEmbedder, TokenSplitter
 from bot.engine import Engine
 from bot.memory import archival
-from bot.memory.archival import chunk_text
+from bot.memory.chunking import CHUNK_TOKENS, chunk_text
 from tests.conftest import SPEC
 
 
@@ -81,7 +81,7 @@ async def test_chunking_with_tiktoken_splitter_is_linear_too(engine: Engine) -> 
     chunks = await asyncio.to_thread(chunk_text, text, splitter)
     assert splitter.chars <= 3 * len(text), splitter.chars
     counts = [len(s) for s in splitter.inner.starts(chunks)]
-    assert max(counts) <= archival.CHUNK_TOKENS
+    assert max(counts) <= CHUNK_TOKENS
     _assert_preserved(text, chunks)
 
 
