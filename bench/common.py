@@ -3,6 +3,7 @@ memory readings and a timing wrapper for the embedder."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from bot.config import REPO_ROOT, Settings
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, TiktokenSplitter, embedding_window_for
 from bot.engine import AgentSpec
 
 SPEC = AgentSpec(name="Sam", persona="sam", human="basic")
@@ -59,6 +60,14 @@ class HTTPEmbedder:
         self.model_id = f"openai:{model}"
         self.model = model
         self._session: aiohttp.ClientSession | None = None
+        self._splitter: TiktokenSplitter | None = None
+
+    async def splitter(self) -> TiktokenSplitter:
+        """Documents are cut as for OpenAIEmbedder with this model (tiktoken tokens)."""
+        if self._splitter is None:
+            self._splitter = await asyncio.to_thread(
+                TiktokenSplitter, self.model, embedding_window_for(self.model))
+        return self._splitter
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
@@ -85,6 +94,7 @@ class TimedEmbedder:
         self.model_id = inner.model_id
         self.seconds = 0.0
         self.calls = 0
+        self.splitter = inner.splitter
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         started = time.perf_counter()

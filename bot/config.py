@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
     local_embedding_model_dir: Path | None = None
+    # Tokens one input of the OpenAI-compatible embedding model takes (longer ones are clipped,
+    # documents cut below it); None = 8191 for OpenAI's text-embedding models, else 512.
+    embedding_max_input_tokens: int | None = Field(default=None, ge=16)
     # Recall search by meaning as well as keywords: auto = when embeddings are local.
     recall_embeddings: Literal["auto", "on", "off"] = "auto"
 
@@ -86,6 +89,8 @@ class Settings(BaseSettings):
     # Delivered replies stay in the outbox this long (what a re-delivery check can look back
     # on), then are deleted; undelivered ones stay until delivered.
     outbox_keep_delivered_minutes: int = Field(default=60, ge=0)
+    # Seconds one Chroma call may take; past it the call fails and Chroma's process restarts.
+    chroma_timeout: float = Field(default=60.0, gt=0)
 
     # --- Agent behaviour ---
     personas_dir: Path = REPO_ROOT / "personas"

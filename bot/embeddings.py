@@ -9,6 +9,7 @@ product, and every blocking call runs off the event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import tempfile
@@ -21,6 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from bot.embedding_tokens import (
+    TiktokenSplitter,
+    TokenSplitter,
+    WordpieceSplitter,
+    embedding_window_for,
+)
 from bot.redact import redact
 
 if TYPE_CHECKING:
@@ -41,7 +48,19 @@ _POOLED_OUTPUTS = ("sentence_embedding", "pooler_output")
 
 
 class EmbeddingError(RuntimeError):
-    """An embedding backend could not produce vectors (model missing, API failure...)."""
+    """An embedding backend could not produce vectors (model missing, API failure...).
+
+    ``rejected``: the backend refused these inputs (HTTP 400/413/422), so sending the same ones
+    again cannot help; other failures (network, 5xx, 429, a missing model) may pass.
+    """
+
+    def __init__(self, message: str, *, rejected: bool = False) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+# Statuses that say "this input", not "this server" or "this key": retrying cannot help.
+_REJECTED_STATUSES = frozenset({400, 413, 422})
 
 
 @runtime_checkable
@@ -49,7 +68,12 @@ class Embedder(Protocol):
     model_id: str  # stored alongside vectors so a model change is detectable
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
-        """Return one L2-normalised vector per text, in input order."""
+        """Return one L2-normalised vector per text, in input order; a text longer than the
+        model's window is clipped to it (never an error)."""
+        ...
+
+    async def splitter(self) -> TokenSplitter:
+        """The model's tokenizer (loaded on first use), to cut documents into passages."""
         ...
 
     async def aclose(self) -> None: ...
@@ -223,6 +247,7 @@ class LocalEmbedder:
         self.model_id = model_id
         self.load_count = 0  # how many times the model was actually loaded (tests, diagnostics)
         self._model: _LoadedModel | None = None
+        self._splitter: WordpieceSplitter | None = None
         self._lock = asyncio.Lock()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
@@ -265,8 +290,16 @@ class LocalEmbedder:
         if not texts:
             return []
         model = await self._ensure_loaded()
+        # The tokenizer truncates every input to max_tokens: a long text is clipped, not refused.
         vectors: np.ndarray = await self._run(model.encode, list(texts), self.batch_size)
         return vectors.tolist()
+
+    async def splitter(self) -> TokenSplitter:
+        if self._splitter is None:
+            _, tokenizer_path = await self._ensure_files()
+            loaded = await asyncio.to_thread(WordpieceSplitter, tokenizer_path, self.max_tokens)
+            self._splitter = self._splitter or loaded
+        return self._splitter
 
     async def aclose(self) -> None:
         self._closed = True
@@ -278,20 +311,54 @@ class LocalEmbedder:
 # --------------------------------------------------------------------------- OpenAI-compatible
 
 
+def _parse_embeddings(raw: bytes, expected: int) -> list[list[float]]:
+    """The normalised vectors of an OpenAI-shaped /v1/embeddings answer, in input order."""
+    try:
+        data = sorted(json.loads(raw)["data"], key=lambda d: d["index"])
+        indexes = [d["index"] for d in data]
+        matrix = np.asarray([d["embedding"] for d in data], dtype=np.float32)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbeddingError(f"embedding endpoint returned an unreadable answer: {exc}") from exc
+    if indexes != list(range(expected)) or matrix.ndim != 2:
+        raise EmbeddingError(f"embedding endpoint returned {len(data)} vectors for {expected}"
+                             " inputs")
+    return _normalise(matrix).tolist()
+
+
 class OpenAIEmbedder:
     """Any OpenAI-compatible ``/v1/embeddings`` endpoint.
 
     The client is borrowed (it is usually shared with chat completions), so
-    ``aclose`` leaves it open.
+    ``aclose`` leaves it open. ``max_input_tokens`` is the model's window (None: OpenAI's
+    documented limit for its models, else a conservative 512); longer inputs are clipped to it,
+    as OpenAI rejects them (400 "maximum context length is 8192 tokens").
     """
 
-    def __init__(self, client: openai.AsyncOpenAI, model: str, batch_size: int = 256) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, model: str, batch_size: int = 256,
+                 max_input_tokens: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if max_input_tokens is not None and max_input_tokens < 1:
+            raise ValueError("max_input_tokens must be >= 1")
         self.client = client
         self.model = model
         self.batch_size = batch_size
         self.model_id = f"openai:{model}"
+        self.window = max_input_tokens or embedding_window_for(model)
+        self._splitter: TiktokenSplitter | None = None
+
+    async def splitter(self) -> TiktokenSplitter:
+        if self._splitter is None:  # loading an encoding takes ~0.7 s: off the loop
+            loaded = await asyncio.to_thread(TiktokenSplitter, self.model, self.window)
+            self._splitter = self._splitter or loaded
+        return self._splitter
+
+    async def _clipped(self, texts: list[str]) -> list[str]:
+        # A text of at most `window` UTF-8 bytes has at most `window` tokens: no need to count.
+        if all(len(t) <= self.window and len(t.encode()) <= self.window for t in texts):
+            return texts
+        splitter = await self.splitter()
+        return await asyncio.to_thread(lambda: [splitter.clip(t) for t in texts])
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         import openai
@@ -300,21 +367,22 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self.batch_size):
             # Most servers reject empty input strings; a space embeds as "nothing".
             batch = [t if t else " " for t in texts[start : start + self.batch_size]]
+            batch = await self._clipped(batch)
+            body = json.dumps({"model": self.model, "input": batch, "encoding_format": "float"})
             try:
-                resp = await self.client.embeddings.create(
-                    model=self.model, input=batch, encoding_format="float"
+                # The raw bytes: the SDK's response models check every float through typing
+                # introspection, 1-2 s of the event loop for one batch of 256 (a 2 MB /attach
+                # sends 15); the JSON is parsed on a thread instead.
+                raw = await self.client.post(
+                    "/embeddings", cast_to=bytes, content=body.encode(),
+                    options={"headers": {"Content-Type": "application/json"}},
                 )
             except openai.APIError as exc:
                 # Servers echo (parts of) the API key in errors: never carry that along.
                 msg = f"embedding request to model {self.model!r} failed: {redact(str(exc))}"
-                raise EmbeddingError(msg) from exc
-            data = sorted(resp.data, key=lambda d: d.index)
-            if [d.index for d in data] != list(range(len(batch))):
-                raise EmbeddingError(
-                    f"embedding endpoint returned {len(data)} vectors for {len(batch)} inputs"
-                )
-            matrix = np.asarray([d.embedding for d in data], dtype=np.float32)
-            vectors.extend(_normalise(matrix).tolist())
+                status = getattr(exc, "status_code", None)
+                raise EmbeddingError(msg, rejected=status in _REJECTED_STATUSES) from exc
+            vectors.extend(await asyncio.to_thread(_parse_embeddings, raw, len(batch)))
         return vectors
 
     async def aclose(self) -> None:
@@ -328,6 +396,7 @@ def make_embedder(
     cache_dir: Path | None = None,
     openai_client: openai.AsyncOpenAI | None = None,
     openai_model: str | None = None,
+    openai_max_input_tokens: int | None = None,
 ) -> Embedder:
     """Build the embedder named by ``provider`` ("local" or "openai")."""
     kind = provider.strip().lower()
@@ -340,5 +409,6 @@ def make_embedder(
     if kind == "openai":
         if openai_client is None or not openai_model:
             raise ValueError("the openai embedder needs openai_client and openai_model")
-        return OpenAIEmbedder(openai_client, openai_model)
+        return OpenAIEmbedder(openai_client, openai_model,
+                              max_input_tokens=openai_max_input_tokens)
     raise ValueError(f"unknown embedding provider {provider!r}; expected 'local' or 'openai'")

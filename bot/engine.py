@@ -36,7 +36,7 @@ from bot.llm import LLMClient
 from bot.memory.archival import ArchivalMemory
 from bot.memory.core import Block, CoreMemory
 from bot.memory.recall import RecallMemory
-from bot.memory.recall_index import RecallIndexer
+from bot.memory.recall_index import RecallIndexer, pause_dense_recall
 from bot.memory.vectors import VectorIndex
 from bot.messages import (
     INSERT_MESSAGE,
@@ -105,12 +105,14 @@ class Engine(CommandsMixin):
             cache_dir=settings.models_dir,
             openai_client=self._embedding_openai,
             openai_model=settings.embedding_model,
+            openai_max_input_tokens=settings.embedding_max_input_tokens,
         )
         self.vectors = VectorIndex(
             path=None if settings.chroma_host else settings.chroma_dir,
             host=settings.chroma_host,
             port=settings.chroma_port,
             memory_limit_mb=settings.chroma_memory_limit_mb,
+            call_timeout=settings.chroma_timeout,
         )
         dense = self._recall_embeddings()
         self.recall = RecallMemory(self.store, self.tz, self.embedder if dense else None)
@@ -170,6 +172,8 @@ class Engine(CommandsMixin):
             raise
         if self.recall_indexer is not None:
             self.recall_indexer.start()
+        else:  # nothing would ever empty the queue
+            await pause_dense_recall(self.store)
         # Start Chroma's process in the background, so a first archival search does not wait
         # for its start-up; a database without passages does not need it yet.
         if await self.store.scalar("SELECT 1 FROM passages LIMIT 1"):

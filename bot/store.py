@@ -179,9 +179,17 @@ MIGRATIONS: list[str] = [
             SET changes = changes + 1, texts = texts + excluded.texts;
     END;
     """,
+    # 4: while dense recall is off (kv key recall:dense_off) nothing empties vector_queue, so
+    # nothing is kept in it; turning dense recall on queues what was stored meanwhile.
+    """
+    CREATE TRIGGER vector_queue_while_off AFTER INSERT ON vector_queue
+    WHEN EXISTS (SELECT 1 FROM kv WHERE key = 'recall:dense_off') BEGIN
+        DELETE FROM vector_queue WHERE message_id = new.message_id;
+    END;
+    """,
 ]
 
-# Context order. Message ids are handed out when a message is created, but an input accepted
+# 5: context order. Message ids are handed out when a message is created, but an input accepted
 # while a turn runs (say, while a tool awaits I/O) joins the context only at the next turn: its
 # id can fall between a tool call and its result. So a message that joins the context later than
 # it was created gets a `position` from the same counter when it joins; NULL means "it joined

@@ -204,6 +204,19 @@ def _embedding_inputs(raw: Any) -> list[str] | None:
     return out if all(isinstance(x, str) for x in out) else None
 
 
+_EMBEDDING_ENCODING: Any = None
+
+
+def _embedding_tokens(text: str) -> int:
+    """Tokens of one input as OpenAI counts them (cl100k_base, text-embedding-3's tokenizer)."""
+    global _EMBEDDING_ENCODING
+    if _EMBEDDING_ENCODING is None:
+        from bot.tokens import load_encoding
+
+        _EMBEDDING_ENCODING = load_encoding("text-embedding-3-small")
+    return len(_EMBEDDING_ENCODING.encode_ordinary(text))
+
+
 def _tool_call_json(tc: ToolCall) -> dict[str, Any]:
     return {
         "id": tc.id,
@@ -237,6 +250,9 @@ class ScriptedLLM:
         self.violations: list[tuple[int, Violation]] = []
         self.embedding_dim = embedding_dim
         self.embedding_latency = embedding_latency
+        # OpenAI refuses an input over the model's context (8192 tokens for every embedding
+        # model: platform.openai.com/docs/api-reference/embeddings/create, "input").
+        self.embedding_context_tokens = 8192
         self.model = model
         self.handler: Handler | None = None
         # Called with each embeddings request body before it is answered (e.g. to inject a
@@ -465,6 +481,15 @@ class ScriptedLLM:
         texts = _embedding_inputs(body.get("input"))
         if texts is None:
             return _error_response(fail(400, "'input' must be a string or array", param="input"))
+        for text in texts:
+            if len(text) > self.embedding_context_tokens and (
+                    _embedding_tokens(text) > self.embedding_context_tokens):
+                # The whole request is refused, with OpenAI's wording: "Invalid 'input':
+                # maximum context length is 8192 tokens." (neo4j-labs/agent-memory#104, 2026;
+                # older: "This model's maximum context length is 8192 tokens, however you
+                # requested N tokens", pingcap/autoflow#265), type invalid_request_error.
+                return _error_response(fail(400, "Invalid 'input': maximum context length is"
+                                            f" {self.embedding_context_tokens} tokens."))
         dim = int(body.get("dimensions") or self.embedding_dim)
         b64 = body.get("encoding_format") == "base64"
         data: list[dict[str, Any]] = []

@@ -80,15 +80,16 @@ async def test_recall_date_search_boundaries(engine: Engine) -> None:
     assert [m.text for m in page.items] == ["day two"]
 
 
-def test_chunking_keeps_sentences_and_bounds_size(engine: Engine) -> None:
+async def test_chunking_keeps_sentences_and_bounds_size(engine: Engine) -> None:
+    splitter = await engine.embedder.splitter()  # the embedding model's tokens
     text = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(400))
-    chunks = chunk_text(text, engine.counter, max_tokens=300)
+    chunks = chunk_text(text, splitter, max_tokens=300)
     assert len(chunks) > 5
-    assert all(engine.counter.count(c) <= 300 for c in chunks)
+    assert all(len(s) <= 300 for s in splitter.starts(chunks))
     assert all(c.endswith(".") for c in chunks)
     assert " ".join(chunks) == text
     giant = "x" * 5000  # no sentence breaks at all
-    assert all(engine.counter.count(c) <= 300 for c in chunk_text(giant, engine.counter))
+    assert all(len(s) <= 300 for s in splitter.starts(chunk_text(giant, splitter)))
 
 
 async def test_archival_memory_with_a_real_local_model(

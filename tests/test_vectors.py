@@ -417,3 +417,30 @@ async def test_a_young_chroma_process_is_not_restarted(tmp_path: Path) -> None:
         assert index.restarts == 0 and index.pid is not None
     finally:
         await index.aclose()
+
+
+async def test_a_hung_chroma_process_is_a_clear_error_then_restarted(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    # A really hung process: SIGSTOP freezes the worker mid-life, as a deadlock would.
+    index = VectorIndex(path=tmp_path / "chroma", call_timeout=3.0)
+    rng = np.random.default_rng(12)
+    vecs = _unit(rng, 2)
+    try:
+        await index.add("dm:11", ["a", "b"], vecs.tolist(), ["a", "b"])
+        hung = index.pid
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)
+        # The guard only keeps a regression from hanging the suite; the index must answer first.
+        with pytest.raises(vectors.VectorIndexError,
+                           match=r"did not answer 'query'.*CHROMA_TIMEOUT"):
+            await asyncio.wait_for(index.query("dm:11", vecs[0].tolist(), k=1), 120)
+        assert index.timeouts == 1
+        with pytest.raises(ProcessLookupError):  # killed and reaped, not left frozen
+            os.kill(hung, 0)
+        index.call_timeout = 120.0  # a fresh process loads the collection: no hurry now
+        hits = await index.query("dm:11", vecs[1].tolist(), k=1)
+        assert hits[0][0] == "b" and index.pid not in (None, hung)
+    finally:
+        await index.aclose()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +20,7 @@ from datetime import datetime
 import numpy as np
 
 from bot.embeddings import Embedder
+from bot.memory.chunking import chunk_text
 from bot.memory.recall import PAGE_SIZE
 from bot.memory.vectors import VectorIndex
 from bot.messages import iso, parse_iso, utcnow
@@ -29,8 +29,7 @@ from bot.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 
-CHUNK_TOKENS = 300
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
+_INLINE_CHARS = 2_000  # cut on the event loop up to this size (well under a millisecond)
 
 INSERT_PASSAGE = "INSERT INTO passages (id, agent_id, text, source, created_at) VALUES (?,?,?,?,?)"
 # How many of an agent's passages Chroma holds, as last known for sure (a kv row, value JSON).
@@ -91,35 +90,6 @@ class _Unindexed:
         return [(i, float(score)) for i, score in zip(ids, similarity, strict=True)]
 
 
-def chunk_text(text: str, counter: TokenCounter, max_tokens: int = CHUNK_TOKENS) -> list[str]:
-    """Split at sentence/paragraph ends into pieces of at most max_tokens."""
-    chunks: list[str] = []
-    current: list[str] = []
-    current_tokens = 0
-    for sentence in (s.strip() for s in _SENTENCE_END.split(text)):
-        if not sentence:
-            continue
-        tokens = counter.count(sentence)
-        while tokens > max_tokens:  # a single huge "sentence": cut it by tokens
-            head = counter.clip(sentence, max_tokens)
-            if current:
-                chunks.append(" ".join(current))
-                current, current_tokens = [], 0
-            chunks.append(head)
-            sentence = sentence[len(head):].strip()
-            tokens = counter.count(sentence)
-        if not sentence:
-            continue
-        if current and current_tokens + tokens > max_tokens:
-            chunks.append(" ".join(current))
-            current, current_tokens = [], 0
-        current.append(sentence)
-        current_tokens += tokens
-    if current:
-        chunks.append(" ".join(current))
-    return chunks
-
-
 class ArchivalMemory:
     def __init__(
         self, store: Store, index: VectorIndex, embedder: Embedder, counter: TokenCounter
@@ -140,7 +110,11 @@ class ArchivalMemory:
     ) -> tuple[list[str], list[Statement]]:
         """Embed now (searchable at once); return the SQLite statements for the caller's
         transaction. Chroma gets the vectors after that transaction commits."""
-        chunks = chunk_text(text, self.counter)
+        splitter = await self.embedder.splitter()
+        if len(text) <= _INLINE_CHARS:  # a tool's passage: less work than a thread hop
+            chunks = chunk_text(text, splitter)
+        else:  # megabytes take seconds to cut: on a thread, so every conversation keeps going
+            chunks = await asyncio.to_thread(chunk_text, text, splitter)
         if not chunks:
             raise ValueError("Nothing to store: the content is empty.")
         vectors = await self.embedder.embed(chunks)

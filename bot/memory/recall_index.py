@@ -14,7 +14,7 @@ import logging
 
 import numpy as np
 
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, EmbeddingError
 from bot.store import Statement, Store
 from bot.tasks import observe
 
@@ -36,8 +36,22 @@ _DEQUEUE = (
 )
 
 
+# Set while dense recall is off: a trigger (migration 4) then keeps vector_queue empty.
+DENSE_OFF_KEY = "recall:dense_off"
+_PROBE = "ok"  # an input every endpoint embeds: tells "this input" from "this endpoint"
+
+
 def embedding_text(text: str, sender_name: str | None) -> str:
     return f"{sender_name}: {text}" if sender_name else text
+
+
+async def pause_dense_recall(store: Store) -> None:
+    """Dense recall is off, so nothing would ever empty the queue: keep nothing in it. The
+    indexer queues the messages stored meanwhile when dense recall is turned on again."""
+    await store.commit([
+        ("INSERT OR IGNORE INTO kv (key, value) VALUES (?, '1')", (DENSE_OFF_KEY,)),
+        ("DELETE FROM vector_queue", ()),
+    ])
 
 
 class RecallIndexer:
@@ -46,6 +60,7 @@ class RecallIndexer:
         self.embedder = embedder
         self.batch = batch
         self.failures = 0
+        self.skipped = 0  # messages the embedder refused: searched by keywords only
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,7 +99,16 @@ class RecallIndexer:
     async def _run(self) -> None:
         # Vectors of a previous embedding model are useless to this one: embed those again.
         try:
-            await self.store.commit([(
+            resume: list[Statement] = []
+            if await self.store.scalar("SELECT 1 FROM kv WHERE key=?", (DENSE_OFF_KEY,)):
+                # Dense recall was off: messages stored meanwhile were never queued.
+                resume = [
+                    ("DELETE FROM kv WHERE key=?", (DENSE_OFF_KEY,)),
+                    ("INSERT OR IGNORE INTO vector_queue (message_id) SELECT id FROM messages m"
+                     " WHERE text IS NOT NULL AND NOT EXISTS"
+                     " (SELECT 1 FROM message_vectors v WHERE v.message_id = m.id)", ()),
+                ]
+            await self.store.commit([*resume, (
                 "INSERT OR IGNORE INTO vector_queue (message_id)"
                 " SELECT message_id FROM message_vectors WHERE model != ?",
                 (self.embedder.model_id,),
@@ -123,10 +147,35 @@ class RecallIndexer:
             ("DELETE FROM vector_queue WHERE message_id=?", (r[0],)) for r in rows if r[1] is None
         ]
         if work:
-            vectors = await self.embedder.embed([embedding_text(t, s) for _, t, s in work])
+            vectors = await self._embed([embedding_text(t, s) for _, t, s in work],
+                                        [message_id for message_id, _, _ in work])
             for (message_id, text, sender), vector in zip(work, vectors, strict=True):
+                if vector is None:  # refused for good: leave it to keyword search
+                    statements.append(("DELETE FROM vector_queue WHERE message_id=?",
+                                       (message_id,)))
+                    continue
                 blob = np.asarray(vector, dtype="<f4").tobytes()
                 statements.append((_STORE_VECTOR, (model, blob, message_id, text, sender)))
                 statements.append((_DEQUEUE, (message_id, message_id, model, message_id)))
         await self.store.commit(statements)
         return True
+
+    async def _embed(self, texts: list[str], ids: list[int]) -> list[list[float] | None]:
+        """Vectors for texts; None for one the embedder refuses (the batch is halved until the
+        refused one is alone, so one bad message never holds back the rest)."""
+        try:
+            return list(await self.embedder.embed(texts))
+        except EmbeddingError as error:
+            if not error.rejected:
+                raise  # the endpoint, not the input: back off and retry
+            if len(texts) > 1:
+                half = len(texts) // 2
+                return [*await self._embed(texts[:half], ids[:half]),
+                        *await self._embed(texts[half:], ids[half:])]
+            # Alone and refused: if the endpoint embeds a trivial input, the fault is this one
+            # (a refused probe is a configuration fault: raise, back off, retry).
+            await self.embedder.embed([_PROBE])
+            self.skipped += 1
+            log.warning("recall: message %d cannot be embedded (%s); it is found by keywords"
+                        " only", ids[0], error)
+            return [None]

@@ -165,11 +165,14 @@ class VectorIndex:
         memory_limit_mb: int = 0,
         check_every: int = 200,
         min_age: float = 600.0,
+        call_timeout: float = 60.0,
     ) -> None:
         """memory_limit_mb: restart the Chroma process once it holds more than this (0 =
         never), checked every `check_every` calls, when nothing is waiting on it, it has more
         than one collection open and has run for at least `min_age` seconds (so a single large
-        archive, which a restart cannot shrink, never makes it restart over and over)."""
+        archive, which a restart cannot shrink, never makes it restart over and over).
+        call_timeout: seconds a call may wait for its answer; past it the call fails and the
+        process (hung, or lost in a call) is killed, so the next call starts a fresh one."""
         if (path is None) == (host is None):
             raise ValueError("VectorIndex needs exactly one of path= (embedded) or host= (server)")
         hnsw = dict(hnsw or {})
@@ -188,6 +191,8 @@ class VectorIndex:
         self.check_every = check_every
         self.min_age = min_age
         self.restarts = 0  # for the memory limit
+        self.call_timeout = call_timeout
+        self.timeouts = 0
 
     async def _call(self, op: str, *args: Any) -> Any:
         try:
@@ -209,7 +214,15 @@ class VectorIndex:
                     config = {"path": str(self.path) if self.path else None, "host": self.host,
                               "port": self.port, "hnsw": self._hnsw}
                     worker = self._worker = await _Worker.start(config)
-        result = await worker.call(op, *args)
+        try:
+            result = await asyncio.wait_for(worker.call(op, *args), self.call_timeout)
+        except TimeoutError:
+            self.timeouts += 1
+            await self._abandon(worker)
+            raise VectorIndexError(
+                f"the vector index did not answer {op!r} within {self.call_timeout:g} s"
+                " (CHROMA_TIMEOUT); its process was stopped and starts again on the next call"
+            ) from None
         worker.calls += 1
         if self.memory_limit_mb and worker.calls % self.check_every == 0:
             try:
@@ -217,6 +230,18 @@ class VectorIndex:
             except VectorIndexError:  # the next check decides; this call is done
                 log.warning("could not check the vector index process", exc_info=True)
         return result
+
+    async def _abandon(self, worker: _Worker) -> None:
+        """Kill a process that stopped answering (a hung process ignores a polite close)."""
+        async with self._worker_lock:
+            if self._worker is worker:
+                self._worker = None
+        log.error("the vector index process (pid %s) stopped answering; killing it",
+                  worker.proc.pid)
+        with contextlib.suppress(ProcessLookupError):
+            worker.proc.kill()
+        await worker.proc.wait()
+        await worker.reader  # fails whatever else still waited on it
 
     async def _recycle_if_large(self, worker: _Worker) -> None:
         """Embedded Chroma keeps every agent index it has loaded in memory for good (its own
