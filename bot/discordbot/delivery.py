@@ -15,6 +15,9 @@ from bot.discordbot.rendering import split_message
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 8.0  # Discord shows "typing…" for about 10 seconds per trigger
+# Discord refuses a reply (a message_reference) without Read Message History: 403 with this
+# JSON code (discord-api-docs, topics/opcodes-and-status-codes "JSON Error Codes").
+CANNOT_REPLY_WITHOUT_HISTORY = 160002
 
 
 @contextlib.asynccontextmanager
@@ -65,7 +68,12 @@ async def deliver(
         if nonce is not None:
             kwargs["nonce"] = f"{nonce[:20]}{index}"  # Discord allows 25 characters
         try:
-            await channel.send(chunk, **kwargs)
+            try:
+                await channel.send(chunk, **kwargs)
+            except discord.Forbidden as error:
+                if error.code != CANNOT_REPLY_WITHOUT_HISTORY or "reference" not in kwargs:
+                    raise
+                await _send_unthreaded(channel, chunk, kwargs, ping)
         except (discord.Forbidden, discord.NotFound) as error:
             log.warning("cannot send in channel %s: %s", getattr(channel, "id", "?"), error)
             return True  # permanent: retrying would fail the same way
@@ -73,3 +81,18 @@ async def deliver(
             log.warning("could not send a reply: %s", error)
             return False
     return True
+
+
+async def _send_unthreaded(
+    channel: discord.abc.Messageable, chunk: str, kwargs: dict[str, Any], ping: list[int]
+) -> None:
+    """The reply Discord refused, as a plain message that names the people it answers (the
+    same allowed_mentions: only them). Split again if the mentions push it past the limit."""
+    log.info("no Read Message History in channel %s: answering without a reply link",
+             getattr(channel, "id", "?"))
+    plain = {k: v for k, v in kwargs.items() if k != "reference"}
+    prefix = " ".join(f"<@{user_id}>" for user_id in ping)
+    for part, piece in enumerate(split_message(f"{prefix} {chunk}" if prefix else chunk)):
+        if part:
+            plain.pop("nonce", None)  # the nonce belongs to the first piece only
+        await channel.send(piece, **plain)

@@ -1,0 +1,34 @@
+"""Replies where Discord refuses a reply: no Read Message History (403, code 160002), and
+re-delivery of a committed reply once Discord's nonce window has passed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.discordbot.bot import Mnemocord
+from tests.discord_emulator.permissions import READ_MESSAGE_HISTORY
+from tests.discord_world import World, next_reply, reply_with
+
+
+async def settled(bot: Mnemocord) -> None:
+    """Every message handler the bot started has finished (replies delivered and marked)."""
+    if bot.turns:
+        await asyncio.wait(set(bot.turns))
+
+
+async def test_without_read_message_history_the_answer_still_arrives(
+    world: World, bot: Mnemocord
+) -> None:
+    world.emu.deny_bot(world.general, READ_MESSAGE_HISTORY)
+    world.llm.push(reply_with("Here is your answer."))
+    await world.emu.user_sends(world.alice, world.general, f"{world.mention()} a question")
+    reply = await next_reply(world, world.general)
+    # Not a reply (Discord refused that), but a plain message that names and pings Alice only.
+    assert reply.reference is None
+    assert "Here is your answer." in reply.content
+    assert world.alice.mention in reply.content
+    assert reply.pings.users == {world.alice.id} and not reply.pings.everyone
+    refused = [r for r in world.emu.requests if r.method == "POST" and r.status == 403]
+    assert len(refused) == 1  # the reply attempt; the fallback went through
+    await settled(bot)
+    assert await bot.engine.undelivered() == []
