@@ -372,7 +372,7 @@ def delete_message(state: EmulatorState, msg: Message) -> None:
 
 
 def dispatch_message(state: EmulatorState, event: str, msg: Message) -> None:
-    data = payloads.message_payload(state, msg)
+    data = payloads.message_payload(state, msg, with_nonce=event == "MESSAGE_CREATE")
     bot_id = state.bot_user.id
     # Discord withholds content from bots lacking MESSAGE_CONTENT, except in DMs, for the
     # bot's own messages, and for messages that mention the bot.
