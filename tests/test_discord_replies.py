@@ -4,6 +4,7 @@ re-delivery of a committed reply once Discord's nonce window has passed."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bot.discordbot.bot import Mnemocord
 from tests.discord_emulator.permissions import READ_MESSAGE_HISTORY
@@ -32,3 +33,24 @@ async def test_without_read_message_history_the_answer_still_arrives(
     assert len(refused) == 1  # the reply attempt; the fallback went through
     await settled(bot)
     assert await bot.engine.undelivered() == []
+
+
+async def test_a_global_rate_limit_during_typing_does_not_freeze_the_bot(
+    world: World, bot: Mnemocord
+) -> None:
+    # The typing trigger meets a global 429; the turn ends while discord.py sleeps it off.
+    world.emu.fail_next("POST", "/channels/{channel_id}/typing", status=429, retry_after=2.0,
+                        is_global=True)
+
+    async def answer_once_limited(request: dict[str, Any]) -> Any:
+        await world.emu.wait_for(lambda: any(r.status == 429 for r in world.emu.requests))
+        return reply_with("answered despite the limit")
+
+    world.llm.handler = answer_once_limited
+    await world.emu.user_sends(world.alice, world.general, f"{world.mention()} hello")
+    reply = await next_reply(world, world.general)
+    assert reply.content == "answered despite the limit"
+    world.llm.handler = None
+    world.llm.push(reply_with("and again"))
+    await world.emu.user_sends(world.alice, world.general, f"{world.mention()} still there?")
+    assert (await next_reply(world, world.general)).content == "and again"

@@ -20,25 +20,43 @@ TYPING_EVERY = 8.0  # Discord shows "typing…" for about 10 seconds per trigger
 CANNOT_REPLY_WITHOUT_HISTORY = 160002
 
 
+# Typing loops that were told to stop but still have a request in flight (see keep_typing).
+_winding_down: set[asyncio.Task[None]] = set()
+
+
 @contextlib.asynccontextmanager
 async def keep_typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
-    """Show the typing indicator until the block ends; a failing trigger never ends the turn."""
+    """Show the typing indicator until the block ends; a failing trigger never ends the turn.
+
+    The loop is stopped, never cancelled: a trigger that met a global 429 is sleeping inside
+    discord.py with the client's global rate-limit lock taken, and a cancel there skips the
+    release, so every later request of the bot would wait forever (Rapptz/discord.py
+    discord/http.py, HTTPClient.request: _global_over.clear() ... sleep ... set())."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 await channel.typing()
             except discord.HTTPException as error:
                 log.debug("typing indicator failed: %s", error)
-            await asyncio.sleep(TYPING_EVERY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TYPING_EVERY)
 
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        if not task.done():
+            _winding_down.add(task)  # ends by itself once its last trigger returns
+            task.add_done_callback(_wound_down)
+
+
+def _wound_down(task: asyncio.Task[None]) -> None:
+    _winding_down.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("typing indicator failed: %s", task.exception())
 
 
 def mentions_for(user_ids: list[int]) -> discord.AllowedMentions:
