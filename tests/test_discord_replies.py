@@ -6,9 +6,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
+import pytest
+
 from bot.discordbot.bot import Mnemocord
+from bot.engine import AgentSpec, Engine
+from tests.discord_emulator import run_client
 from tests.discord_emulator.permissions import READ_MESSAGE_HISTORY
 from tests.discord_world import World, next_reply, reply_with
+
+SEND = "/channels/{channel_id}/messages"
 
 
 async def settled(bot: Mnemocord) -> None:
@@ -54,3 +61,38 @@ async def test_a_global_rate_limit_during_typing_does_not_freeze_the_bot(
     world.llm.push(reply_with("and again"))
     await world.emu.user_sends(world.alice, world.general, f"{world.mention()} still there?")
     assert (await next_reply(world, world.general)).content == "and again"
+
+
+@pytest.mark.parametrize(("outage", "shown"), [(0.0, 1), (None, 2)], ids=["within", "after"])
+async def test_a_reply_resent_after_a_crash_shows_once_only_within_the_nonce_window(
+    world: World, outage: float | None, shown: int
+) -> None:
+    """The last run sent a committed reply, then died before marking it delivered. The next
+    start sends it again with the same nonce: Discord drops the repeat only inside its nonce
+    window; after a longer outage the person sees it twice (as README.md says)."""
+    emu = world.emu
+    dm = emu.dm_channel(world.alice)
+    asked = await emu.user_sends_dm(world.alice, "question")
+    async with Engine(world.settings) as engine:
+        world.llm.push(reply_with("the answer"))
+        await engine.send(f"dm:{world.alice.id}", "question", sender_name="Alice",
+                          external_id=f"{dm.id}:{asked.id}", spec=AgentSpec(human="basic"))
+        [(_, item)] = await engine.undelivered()
+    # What the crashed run got onto Discord: the reply's first (only) chunk with its nonce.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{emu.api_base}/channels/{dm.id}/messages",
+                  headers={"Authorization": f"Bot {emu.token}"},
+                  json={"content": "the answer", "nonce": f"{item.id[:20]}0",
+                        "enforce_nonce": True}) as sent,
+    ):
+        assert sent.status == 200
+    emu.advance_clock(outage if outage is not None else emu.nonce_window + 1)
+    async with (
+        Engine(world.settings) as engine,
+        run_client(emu, Mnemocord(engine, world.settings)),
+    ):
+        # The re-send has been answered (a new message, or the earlier one returned).
+        await emu.wait_for(lambda: [r.status for r in emu.requests
+                                    if r.template == SEND].count(200) == 2)
+    assert [m.content for m in emu.bot_messages(dm)] == ["the answer"] * shown
