@@ -16,27 +16,48 @@ from bot.discordbot.rendering import MENTION_ROOM, split_message
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 8.0  # Discord shows "typing…" for about 10 seconds per trigger
+# Discord refuses a reply (a message_reference) without Read Message History: 403 with this
+# JSON code (discord-api-docs, topics/opcodes-and-status-codes "JSON Error Codes").
+CANNOT_REPLY_WITHOUT_HISTORY = 160002
+
+
+# Typing loops that were told to stop but still have a request in flight (see keep_typing).
+_winding_down: set[asyncio.Task[None]] = set()
 
 
 @contextlib.asynccontextmanager
 async def keep_typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
-    """Show the typing indicator until the block ends; a failing trigger never ends the turn."""
+    """Show the typing indicator until the block ends; a failing trigger never ends the turn.
+
+    The loop is stopped, never cancelled: a trigger that met a global 429 is sleeping inside
+    discord.py with the client's global rate-limit lock taken, and a cancel there skips the
+    release, so every later request of the bot would wait forever (Rapptz/discord.py
+    discord/http.py, HTTPClient.request: _global_over.clear() ... sleep ... set())."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 await channel.typing()
             except discord.HTTPException as error:
                 log.debug("typing indicator failed: %s", error)
-            await asyncio.sleep(TYPING_EVERY)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TYPING_EVERY)
 
     task = asyncio.create_task(loop())
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        if not task.done():
+            _winding_down.add(task)  # ends by itself once its last trigger returns
+            task.add_done_callback(_wound_down)
+
+
+def _wound_down(task: asyncio.Task[None]) -> None:
+    _winding_down.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("typing indicator failed: %s", task.exception())
 
 
 def mentions_for(user_ids: list[int]) -> discord.AllowedMentions:
@@ -80,7 +101,12 @@ async def deliver(
         if nonce is not None:
             kwargs["nonce"] = f"{nonce[:20]}{index}"  # Discord allows 25 characters
         try:
-            await channel.send(chunk, **kwargs)
+            try:
+                await channel.send(chunk, **kwargs)
+            except discord.Forbidden as error:
+                if error.code != CANNOT_REPLY_WITHOUT_HISTORY or "reference" not in kwargs:
+                    raise
+                await _send_unthreaded(channel, chunk, kwargs, ping)
         except (discord.Forbidden, discord.NotFound) as error:
             log.warning("cannot send in channel %s: %s", getattr(channel, "id", "?"), error)
             return True  # permanent: retrying would fail the same way
@@ -94,3 +120,18 @@ async def deliver(
                         getattr(channel, "id", "?"), error)
             return True
     return True
+
+
+async def _send_unthreaded(
+    channel: discord.abc.Messageable, chunk: str, kwargs: dict[str, Any], ping: list[int]
+) -> None:
+    """The reply Discord refused, as a plain message that names the people it answers (the
+    same allowed_mentions: only them). Split again if the mentions push it past the limit."""
+    log.info("no Read Message History in channel %s: answering without a reply link",
+             getattr(channel, "id", "?"))
+    plain = {k: v for k, v in kwargs.items() if k != "reference"}
+    prefix = " ".join(f"<@{user_id}>" for user_id in ping)
+    for part, piece in enumerate(split_message(f"{prefix} {chunk}" if prefix else chunk)):
+        if part:
+            plain.pop("nonce", None)  # the nonce belongs to the first piece only
+        await channel.send(piece, **plain)

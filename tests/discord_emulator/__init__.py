@@ -26,8 +26,15 @@ Where things live:
               submit_modal -> EmuInteraction (wait_done / wait_expired / wait_error)
   emulator.py start/stop, patched(), run_client(), fail_next(), drop_gateway(),
               wait_for(), wait_for_bot_message(), wait_for_resume/identify/typing()
-Knobs: interaction_deadline, interaction_token_ttl, upload_limit, recommended_shards,
-privileged_intents_enabled. Message.pings says who a bot message really notifies.
+  clock.py    the emulator clock: advance_clock(seconds) jumps past the nonce window, the
+              3-second and 15-minute interaction limits and rate-limit windows without sleeping
+  ratelimit.py per-route buckets (per channel/guild/webhook) and the global 50/s limit;
+              change emu.ratelimits.routes / .default / .global_limit to hit them sooner
+Rules with their discord-api-docs sources: messaging.py, components.py, command_rules.py,
+permissions.py, rest_interactions.py, ratelimit.py.
+Knobs: interaction_deadline, interaction_token_ttl, nonce_window, upload_limit,
+recommended_shards, privileged_intents_enabled. Message.pings says who a bot message really
+notifies.
 """
 
 from __future__ import annotations

@@ -2,88 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from .command_rules import check_command_count, validate_command
 from .errors import UNKNOWN_APP_COMMAND, UNKNOWN_APPLICATION, UNKNOWN_GUILD, ApiError, form_error
 from .errors import json_response as jr
 from .models import AppCommand, CommandSync
 
 if TYPE_CHECKING:
     from .state import EmulatorState
-
-# Discord allows lowercase letters/digits/-/_ (plus other scripts) for slash command and
-# option names; context-menu command names are free-form (1-32 chars).
-_NAME = re.compile(r"^[-_\w]{1,32}$", re.UNICODE)
-
-
-def _check_options(path: list[str | int], options: list[dict[str, Any]]) -> None:
-    if len(options) > 25:
-        raise form_error(
-            [*path, "options"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-        )
-    seen_optional = False
-    names: set[str] = set()
-    for i, opt in enumerate(options):
-        where: list[str | int] = [*path, "options", i]
-        name = str(opt.get("name", ""))
-        if not _NAME.match(name) or name != name.lower():
-            raise form_error(
-                [*where, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
-            )
-        if name in names:
-            raise form_error(
-                [*where, "name"],
-                "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
-                "Option names must be unique",
-            )
-        names.add(name)
-        if not 1 <= len(str(opt.get("description", ""))) <= 100:
-            raise form_error(
-                [*where, "description"],
-                "BASE_TYPE_BAD_LENGTH",
-                "Must be between 1 and 100 in length.",
-            )
-        if opt.get("type") in (1, 2):
-            _check_options(where, opt.get("options") or [])
-            continue
-        if opt.get("required"):
-            if seen_optional:
-                raise form_error(
-                    where,
-                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                    "Required options must be placed before non-required options",
-                )
-        else:
-            seen_optional = True
-        if len(opt.get("choices") or []) > 25:
-            raise form_error(
-                [*where, "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
-            )
-
-
-def validate_command(index: int | None, raw: dict[str, Any]) -> None:
-    path: list[str | int] = [] if index is None else [index]
-    kind = int(raw.get("type", 1))
-    name = str(raw.get("name", ""))
-    if kind == 1:
-        if not _NAME.match(name) or name != name.lower():
-            raise form_error(
-                [*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"
-            )
-        if not 1 <= len(str(raw.get("description", ""))) <= 100:
-            raise form_error(
-                [*path, "description"],
-                "BASE_TYPE_BAD_LENGTH",
-                "Must be between 1 and 100 in length.",
-            )
-        _check_options(path, raw.get("options") or [])
-    elif not 1 <= len(name) <= 32:
-        raise form_error(
-            [*path, "name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 32 in length."
-        )
 
 
 def command_payload(cmd: AppCommand) -> dict[str, Any]:
@@ -175,6 +104,7 @@ class CommandRoutes:
                     "Application command names must be unique",
                 )
             seen.add(key)
+        check_command_count(body)
         self.state.command_syncs.append(CommandSync(scope, body))
         stored = [self._store(scope, raw) for raw in body]
         keep = {c.id for c in stored}
@@ -188,6 +118,12 @@ class CommandRoutes:
         scope = self._scope(request)
         raw = await request.json()
         validate_command(None, raw)
+        others = [
+            c.raw
+            for c in self.state.registered_commands(scope)
+            if not (c.name == raw.get("name") and c.type == int(raw.get("type", 1)))
+        ]
+        check_command_count([*others, raw])
         cmd = self._store(scope, raw)
         self.state.signal.notify()
         return jr(command_payload(cmd), 201)

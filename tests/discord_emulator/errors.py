@@ -7,7 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
-# JSON error codes Discord returns for the situations the emulator enforces.
+# JSON error codes Discord returns for the situations the emulator enforces
+# (discord/discord-api-docs developers/topics/opcodes-and-status-codes.mdx, JSON Error Codes).
 UNKNOWN_APPLICATION = 10002
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_GUILD = 10004
@@ -25,6 +26,7 @@ CANNOT_DM_USER = 50007
 MISSING_PERMISSIONS = 50013
 INVALID_WEBHOOK_TOKEN = 50027
 INVALID_FORM_BODY = 50035
+CANNOT_REPLY_WITHOUT_HISTORY = 160002
 
 
 class ApiError(Exception):

@@ -1,8 +1,7 @@
-"""Request middleware: auth, fault injection (429/5xx), rate-limit headers, request log."""
+"""Request middleware: auth, fault injection (429/5xx), rate limits (ratelimit.py), request log."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from .errors import ApiError, json_response
 from .models import RequestRecord
+from .ratelimit import bucket_hash
 
 if TYPE_CHECKING:
     from .state import EmulatorState
@@ -51,18 +51,7 @@ def route_template(request: web.Request) -> str | None:
 
 
 def _bucket(template: str | None, method: str) -> str:
-    return hashlib.sha1(f"{method} {template}".encode()).hexdigest()[:32]
-
-
-def ratelimit_headers(template: str | None, method: str) -> dict[str, str]:
-    # A roomy bucket so discord.py never pre-emptively sleeps in tests.
-    return {
-        "X-RateLimit-Limit": "50",
-        "X-RateLimit-Remaining": "49",
-        "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
-        "X-RateLimit-Reset-After": "1.000",
-        "X-RateLimit-Bucket": _bucket(template, method),
-    }
+    return bucket_hash(method, str(template))
 
 
 def _fault_response(fault: Fault, template: str | None, method: str) -> web.Response:
@@ -134,8 +123,20 @@ def make_middleware(
             if template is None:
                 state.unhandled_requests.append(record)
                 raise ApiError(404, 0, "404: Not Found")
-            response = await handler(request)
-            response.headers.update(ratelimit_headers(template, request.method))
+            headers, limited, key = state.ratelimits.check(request, template)
+            record.bucket = key
+            if limited is not None:
+                record.status, record.scope = 429, limited.headers["X-RateLimit-Scope"]
+                state.signal.notify()
+                return limited
+            record.remaining = int(headers.get("X-RateLimit-Remaining", -1))
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = json_response(exc.body(), exc.status)
+            # Discord sends the bucket's headers on errors too (rate-limits.mdx, "For most
+            # API requests made").
+            response.headers.update(headers)
         except ApiError as exc:
             response = json_response(exc.body(), exc.status)
         record.status = response.status

@@ -49,7 +49,7 @@ class EmuInteraction:
         self.source_message = source_message
         self.command_name = command_name
         self.payload: dict[str, Any] = {}
-        self.created_at = loop.time()
+        self.created_at = state.clock.now()
         self.deadline = state.interaction_deadline
         self.response_type: int | None = None
         self.response_data: dict[str, Any] = {}
@@ -75,6 +75,15 @@ class EmuInteraction:
         self._expired.set()
         self.state.signal.notify()
 
+    def check_deadline(self) -> None:
+        """Expire now if the emulator clock was pushed past the deadline unacknowledged."""
+        if not self.acknowledged and self.age() >= self.deadline and not self._expired.is_set():
+            self._timer.cancel()
+            self._expire()
+
+    def age(self) -> float:
+        return self.state.clock.now() - self.created_at
+
     @property
     def expired(self) -> bool:
         """True once the acknowledgement deadline passed without an acknowledgement."""
@@ -89,8 +98,9 @@ class EmuInteraction:
         return self._done.done()
 
     def token_valid(self) -> bool:
-        loop = asyncio.get_running_loop()
-        return loop.time() - self.created_at < self.state.interaction_token_ttl
+        # developers/interactions/receiving-and-responding.mdx: "Interaction tokens are valid
+        # for 15 minutes" (interaction_token_ttl), counted on the emulator clock.
+        return self.age() < self.state.interaction_token_ttl
 
     def mark_done(self) -> None:
         if not self._done.done():

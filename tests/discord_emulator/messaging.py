@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import BodyPartReader, web
 
 from . import payloads
+from .components import validate_components
 from .errors import (
     CANNOT_DM_USER,
     CANNOT_EDIT_OTHERS,
+    CANNOT_REPLY_WITHOUT_HISTORY,
     EMPTY_MESSAGE,
     MISSING_PERMISSIONS,
     REQUEST_TOO_LARGE,
@@ -35,6 +37,7 @@ from .models import (
 from .permissions import (
     ATTACH_FILES,
     MENTION_EVERYONE,
+    READ_MESSAGE_HISTORY,
     SEND_MESSAGES,
     SEND_MESSAGES_IN_THREADS,
     VIEW_CHANNEL,
@@ -119,6 +122,11 @@ def validate_body(body: dict[str, Any]) -> None:
             ["embeds"], "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"
         )
     validate_allowed_mentions(body.get("allowed_mentions"))
+    validate_components(list(body.get("components") or []), int(body.get("flags") or 0))
+    nonce = body.get("nonce")
+    # developers/resources/message.mdx (Create Message): nonce is "up to 25 characters".
+    if isinstance(nonce, str) and len(nonce) > 25:
+        raise form_error(["nonce"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
 
 
 def _is_empty(msg: Message) -> bool:
@@ -206,6 +214,20 @@ def check_can_send(state: EmulatorState, channel: Channel, uploads: list[Upload]
         raise ApiError(403, MISSING_PERMISSIONS, "Missing Permissions")
 
 
+def check_can_reply(state: EmulatorState, channel: Channel, ref: dict[str, Any] | None) -> None:
+    """A reply needs Read Message History in a guild channel, whether or not the target
+    exists: developers/topics/opcodes-and-status-codes.mdx (JSON error codes) lists 160002
+    "Cannot reply without permission to read message history", answered with 403."""
+    if not ref or ref.get("message_id") is None or channel.is_dm:
+        return
+    if not state.permissions(channel, state.bot_user.id) & READ_MESSAGE_HISTORY:
+        raise ApiError(
+            403,
+            CANNOT_REPLY_WITHOUT_HISTORY,
+            "Cannot reply without permission to read message history",
+        )
+
+
 def create_bot_message(
     state: EmulatorState,
     channel: Channel,
@@ -223,10 +245,14 @@ def create_bot_message(
         raise ApiError(413, REQUEST_TOO_LARGE, "Request entity too large")
     if interaction is None:
         check_can_send(state, channel, uploads)
+        check_can_reply(state, channel, body.get("message_reference"))
         nonce = body.get("nonce")
         if nonce is not None and body.get("enforce_nonce"):
+            # Only "in the past few minutes" (state.nonce_window): an older twin is no
+            # match, and the repeat becomes a second message.
+            oldest = state.clock.now() - state.nonce_window
             for old in state.bot_messages(channel):
-                if old.nonce == nonce:
+                if old.nonce == nonce and old.created_clock >= oldest:
                     return old  # Discord de-duplicates retried sends with the same nonce
     ref, target = resolve_reference(state, channel, body.get("message_reference"))
     flags = int(body.get("flags") or 0) & (_SETTABLE_FLAGS | (FLAG_EPHEMERAL if interaction else 0))
@@ -346,7 +372,7 @@ def delete_message(state: EmulatorState, msg: Message) -> None:
 
 
 def dispatch_message(state: EmulatorState, event: str, msg: Message) -> None:
-    data = payloads.message_payload(state, msg)
+    data = payloads.message_payload(state, msg, with_nonce=event == "MESSAGE_CREATE")
     bot_id = state.bot_user.id
     # Discord withholds content from bots lacking MESSAGE_CONTENT, except in DMs, for the
     # bot's own messages, and for messages that mention the bot.

@@ -201,6 +201,7 @@ class Message:
     interaction: EmuInteraction | None = None
     reactions: dict[str, set[int]] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
+    created_clock: float = 0.0  # EmuClock.now() at creation (for the nonce window)
     edited_at: float | None = None
     deleted: bool = False
     seq: int = 0  # global order of emulator events (typing vs. messages)
@@ -287,6 +288,9 @@ class RequestRecord:
     template: str | None
     status: int = 0
     injected: bool = False
+    bucket: str | None = None  # X-RateLimit-Bucket + top-level resource, when limited
+    remaining: int | None = None  # X-RateLimit-Remaining the emulator answered
+    scope: str | None = None  # X-RateLimit-Scope of an emulator-made 429 (user/global)
 
 
 # Gateway intents the emulator filters on.

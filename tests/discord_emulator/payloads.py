@@ -177,7 +177,9 @@ def attachment_payload(att: Attachment) -> dict[str, Any]:
     return data
 
 
-def message_payload(state: EmulatorState, msg: Message, *, nested: bool = False) -> dict[str, Any]:
+def message_payload(
+    state: EmulatorState, msg: Message, *, nested: bool = False, with_nonce: bool = False
+) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": str(msg.id),
         "channel_id": str(msg.channel_id),
@@ -222,7 +224,10 @@ def message_payload(state: EmulatorState, msg: Message, *, nested: bool = False)
         if guild is not None and uid in guild.members:
             entry["member"] = member_payload(guild.members[uid], with_user=False)
         data["mentions"].append(entry)
-    if msg.nonce is not None:
+    # developers/resources/message.mdx (Create Message): the nonce "will appear in the Message
+    # Create event" -- and the create response -- but Discord does not keep it: fetched
+    # messages (history, get) have none, so it cannot be looked up later.
+    if with_nonce and msg.nonce is not None:
         data["nonce"] = msg.nonce
     if msg.webhook_id is not None:
         data["webhook_id"] = str(msg.webhook_id)

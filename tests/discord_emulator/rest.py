@@ -197,7 +197,7 @@ class CoreRoutes:
         channel = self.state.channel(request.match_info["channel_id"])
         body, uploads = await read_body(request)
         msg = create_bot_message(self.state, channel, body, uploads)
-        return jr(payloads.message_payload(self.state, msg))
+        return jr(payloads.message_payload(self.state, msg, with_nonce=True))
 
     async def edit(self, request: web.Request) -> web.Response:
         channel = self._channel(request)

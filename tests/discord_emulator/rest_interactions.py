@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import payloads
+from .components import validate_choices
 from .errors import (
     ALREADY_ACKNOWLEDGED,
     INVALID_WEBHOOK_TOKEN,
@@ -95,8 +95,10 @@ class InteractionRoutes:
         body, uploads = await read_body(request)
         if inter.acknowledged:
             raise ApiError(400, ALREADY_ACKNOWLEDGED, "Interaction has already been acknowledged.")
-        loop = asyncio.get_running_loop()
-        if inter.expired or loop.time() - inter.created_at >= inter.deadline:
+        # receiving-and-responding.mdx: "you must send an initial response within 3 seconds
+        # of receiving the event. If the 3 second deadline is exceeded, the token will be
+        # invalidated" -- Discord then answers 404 10062 Unknown interaction.
+        if inter.expired or inter.age() >= inter.deadline:
             raise ApiError(404, UNKNOWN_INTERACTION, "Unknown interaction")
         kind, data = int(body.get("type", 0)), body.get("data") or {}
         component_like = inter.source_message is not None
@@ -119,6 +121,7 @@ class InteractionRoutes:
             if kind == UPDATE_MESSAGE:
                 edit_message(self.state, msg, data, uploads)
         elif kind == AUTOCOMPLETE_RESULT and inter.type == AUTOCOMPLETE:
+            validate_choices(list(data.get("choices") or []))
             inter.choices = list(data.get("choices") or [])
         elif kind == MODAL and inter.type not in (AUTOCOMPLETE, MODAL_SUBMIT):
             for key in ("custom_id", "title", "components"):

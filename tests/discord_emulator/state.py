@@ -8,6 +8,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from . import payloads
+from .clock import EmuClock
 from .errors import UNKNOWN_CHANNEL, UNKNOWN_MESSAGE, not_found
 from .gateway import Gateway
 from .models import (
@@ -39,6 +40,7 @@ from .permissions import (
     SEND_MESSAGES_IN_THREADS,
     channel_permissions,
 )
+from .ratelimit import RateLimiter
 from .waiting import Signal
 
 if TYPE_CHECKING:
@@ -50,6 +52,9 @@ class EmulatorState:
 
     def __init__(self, bot_name: str = "Mnemocord", *, owner_name: str = "owner") -> None:
         self.ids = Snowflakes()
+        self.clock = EmuClock()
+        self.clock.on_advance(self._clock_moved)
+        self.ratelimits = RateLimiter(self.clock)
         self._seq = itertools.count(1)
         self.signal = Signal()
         self.users: dict[int, User] = {}
@@ -69,6 +74,11 @@ class EmulatorState:
         # Knobs tests may change.
         self.interaction_deadline = 3.0
         self.interaction_token_ttl = 15 * 60.0
+        # discord/discord-api-docs developers/resources/message.mdx (Create Message,
+        # enforce_nonce): a nonce is "checked for uniqueness in the past few minutes". No
+        # number is documented, so the emulator takes the low end: a repeat more than two
+        # minutes later creates a second message. Code must not rely on a longer window.
+        self.nonce_window = 2 * 60.0
         self.upload_limit = 10 * 1024 * 1024
         self.recommended_shards = 1
         self.privileged_intents_enabled = True
@@ -82,6 +92,16 @@ class EmulatorState:
         self.gateway = Gateway(self)
 
     # -- helpers ----------------------------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator clock forward (nonce window, interaction deadlines and token
+        lifetime, rate-limit buckets) without sleeping."""
+        self.clock.advance(seconds)
+
+    def _clock_moved(self) -> None:
+        for inter in self.interactions.values():
+            inter.check_deadline()
+        self.signal.notify()
 
     def next_seq(self) -> int:
         return next(self._seq)
@@ -279,6 +299,7 @@ class EmulatorState:
 
     def store_message(self, msg: Message) -> Message:
         msg.seq = self.next_seq()
+        msg.created_clock = self.clock.now()
         self.messages[msg.id] = msg
         self.channel_messages.setdefault(msg.channel_id, []).append(msg.id)
         self.channels[msg.channel_id].last_message_id = msg.id
