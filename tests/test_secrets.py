@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bot import redact
 from bot.config import Settings
 from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
@@ -22,10 +23,21 @@ from tests.bot_harness import BotProcesses, WiredEmulator
 from tests.discord_emulator import run_client
 from tests.llm_server import ScriptedLLM, call, fail, say
 
-LLM_KEY = "sk-LEAKCHECK-llm-1f3a9c7e5b2d4f60"
-EMBEDDING_KEY = "sk-LEAKCHECK-emb-8e6d4c2b0a9f7e51"
+# Keys no generic pattern in bot/redact.py recognises (not `sk-…`, not token-shaped; many
+# providers' keys look like this), so they are redacted only because the configured secrets are
+# registered: the tests fail if registration stops. (`test_the_keys_are_not_key_shaped` keeps
+# it so; the emulator's token, `<id>.emu.<random>`, is not Discord-shaped either.)
+LLM_KEY = "LEAKCHECKllm1f3a9c7e5b2d4f60"
+EMBEDDING_KEY = "LEAKCHECKemb8e6d4c2b0a9f7e51"
 NOISY = ("", "discord", "openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiohttp",
          "chromadb", "aiosqlite", "asyncio", "bot")
+
+
+def test_the_keys_are_not_key_shaped() -> None:
+    emu_token = WiredEmulator(bot_name="Mnemocord").token
+    for secret in needles(LLM_KEY, EMBEDDING_KEY, emu_token, emu_token.rsplit(".", 1)[-1]):
+        for echo in (secret, masked(secret), f"Received API Key = {secret}"):
+            assert not any(pattern.search(echo) for pattern in redact._GENERIC), echo
 
 
 def masked(key: str) -> str:
@@ -34,10 +46,11 @@ def masked(key: str) -> str:
 
 
 def needles(*secrets: str) -> list[str]:
-    """The secrets, and pieces long enough to identify one (the start, the secret end)."""
+    """The secrets, pieces long enough to identify one (the start, the secret end), and the
+    start of a masked echo (what OpenAI sends back)."""
     found = []
     for secret in secrets:
-        found += [secret, secret[:12], secret[-12:]]
+        found += [secret, secret[:12], secret[-12:], secret[:8] + "*"]
     return found
 
 
