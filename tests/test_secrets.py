@@ -20,6 +20,7 @@ from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
 from bot.terminal import TerminalChat
 from tests.bot_harness import BotProcesses, WiredEmulator
+from tests.conftest import SCRIPTED_EMBEDDINGS
 from tests.discord_emulator import run_client
 from tests.llm_server import ScriptedLLM, call, fail, say
 
@@ -93,7 +94,7 @@ async def test_keys_and_token_never_leave_the_process(
     await emu.start()
     secrets = needles(LLM_KEY, EMBEDDING_KEY, emu.token, emu.token.rsplit(".", 1)[-1])
     settings = make_settings(llm_api_key=LLM_KEY, embedding_api_key=EMBEDDING_KEY,
-                             discord_token=emu.token, log_level="DEBUG")
+                             discord_token=emu.token, log_level="DEBUG", **SCRIPTED_EMBEDDINGS)
     shown: list[str] = []
     try:
         guild = emu.create_guild("Secret Guild")
