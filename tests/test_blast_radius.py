@@ -241,12 +241,14 @@ async def test_a_channel_member_reaches_only_what_was_said_in_that_channel(
         emu = WiredEmulator(bot_name="Mnemocord")
         await emu.start()
         procs = BotProcesses(emu, llm, tmp_path / "sandbox", env={
-            "LLM_CONTEXT_WINDOW": "6000", "LLM_MAX_RESPONSE_TOKENS": "200"})
+            "LLM_CONTEXT_WINDOW": "6000", "LLM_MAX_RESPONSE_TOKENS": "200",
+            "RECALL_EMBEDDINGS": "on"})  # recall by meaning too (message vectors)
         try:
             figures = await _shared_session(emu, model, procs)
         finally:
             await procs.aclose()
             await emu.stop()
+        assert llm.embedding_requests  # messages and passages were embedded and searched
     report("blast_radius_shared", figures)
 
 
