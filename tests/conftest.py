@@ -53,9 +53,15 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM, local_model_dir: Path
     return make
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): overrides for the `settings`"
+                            " (and so `engine`) fixture")
+
+
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
+    marker = request.node.get_closest_marker("settings")
+    return make_settings(**(marker.kwargs if marker else {}))
 
 
 @pytest.fixture
