@@ -80,6 +80,10 @@ def _install() -> None:
             if record.exc_info and record.exc_info[1] is not None:
                 record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
                 record.exc_text = record.exc_text.rstrip("\n")
+                # Formatters render exc_info again when it is there (discord.py's colour
+                # formatter always does: discord/utils.py _ColourFormatter.format), which would
+                # print the unredacted traceback; every formatter prints exc_text without it.
+                record.exc_info = None
             if record.stack_info:
                 record.stack_info = redact(record.stack_info)
             return record

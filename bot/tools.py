@@ -16,6 +16,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from bot.memory.core import CoreMemoryError
+from bot.quoting import original_of
 
 if TYPE_CHECKING:
     from bot.agent import Agent
@@ -234,6 +235,9 @@ async def core_memory_append(agent: Agent, label: str, content: str) -> str:
 
 async def core_memory_replace(agent: Agent, label: str, old_content: str, new_content: str) -> str:
     try:
+        if label in agent.core.blocks and old_content not in agent.core.blocks[label].value:
+            # The model quotes what it was shown, where tag-like text was neutralised.
+            old_content = original_of(old_content, agent.core.blocks[label].value) or old_content
         agent.core.replace(label, old_content, new_content)
     except CoreMemoryError as error:
         raise ToolError(str(error)) from None

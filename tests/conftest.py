@@ -25,8 +25,17 @@ async def llm() -> AsyncIterator[ScriptedLLM]:
         yield server
 
 
+# For a test that needs the scripted embedding endpoint (to fail it, count or kill at its
+# requests): make_settings(**SCRIPTED_EMBEDDINGS). Others run the production default.
+SCRIPTED_EMBEDDINGS: dict[str, Any] = {"embedding_provider": "openai",
+                                       "embedding_model": "scripted-embedding"}
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, llm: ScriptedLLM) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, llm: ScriptedLLM, local_model_dir: Path
+                  ) -> Callable[..., Settings]:
+    """Settings as a user gets them by default: the local ONNX embedder (embedding_provider's
+    default, with recall by meaning on), loaded from LOCAL_EMBEDDING_MODEL_DIR (no download)."""
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "llm_base_url": llm.base_url,
@@ -34,8 +43,7 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM) -> Callable[..., Settings]:
             "llm_model": "gpt-4o-mini",
             "llm_max_retries": 0,
             "llm_retry_backoff": 0.0,
-            "embedding_provider": "openai",
-            "embedding_model": "scripted-embedding",
+            "local_embedding_model_dir": local_model_dir,
             "data_dir": tmp_path / "data",
             "personas_dir": REPO / "personas",
         }
@@ -45,9 +53,15 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM) -> Callable[..., Settings]:
     return make
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "settings(**overrides): overrides for the `settings`"
+                            " (and so `engine`) fixture")
+
+
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+def settings(make_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> Settings:
+    marker = request.node.get_closest_marker("settings")
+    return make_settings(**(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

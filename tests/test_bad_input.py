@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,9 +68,40 @@ HYPOTHESIS = {"deadline": None, "database": None, "derandomize": True,
               "suppress_health_check": list(HealthCheck)}
 
 
-def clear(message: str) -> bool:
-    """A rejection a person can read: short, one idea, no stack trace."""
-    return 0 < len(message) <= 400 and "Traceback" not in message
+# What a rejection of each engine operation may be about; its message must name one of them
+# (the argument or the thing that is wrong or missing), not just say that something failed.
+ABOUT_ANY = ("agent",)  # every operation takes an agent id, which may be unusable or unknown
+ABOUT = {
+    "send": ("text", "message", "name", "id", "persona"),
+    "accept": ("text", "message", "name", "id", "persona", "characters"),
+    "search_recall": ("query", "keywords", "page", "search"),
+    "search_archival": ("query", "keywords", "page", "search"),
+    "save": ("name", "checkpoint"),
+    "load": ("name", "checkpoint"),
+    "pop": ("pop", "message"),
+    "dump": ("dump", "message"),
+    "attach": ("file", "text", "characters"),
+    "persona": ("persona", "characters", "limit", "block"),
+    "rethink": ("text", "context", "thought"),
+    "rewrite": ("text", "context", "reply", "message"),
+    "forget": ("id", "name"),
+}
+
+
+def clear(message: str, about: tuple[str, ...]) -> bool:
+    """A rejection a person can read: short, no stack trace, and naming the problem (one of
+    the words for what it is about)."""
+    said = message.lower()
+    return (0 < len(message) <= 400 and "Traceback" not in message
+            and any(re.search(rf"\b{word}", said) for word in about))
+
+
+def test_clear_demands_a_message_that_names_the_problem() -> None:
+    assert not clear("Something went wrong.", ABOUT["save"] + ABOUT_ANY)
+    assert not clear("Error.", ABOUT["pop"])
+    assert not clear("x" * 401 + " name", ABOUT["save"])
+    assert clear("'a/b' is not a valid name: use letters, digits, '-' or '_' (max 64).",
+                 ABOUT["save"])
 
 
 @pytest.fixture
@@ -198,7 +230,7 @@ def test_engine_api_rejects_bad_input_clearly(engine_world: World) -> None:
             world.lt.run(ENGINE_OPS[op](world.engine, agent, text, number, page))
         except (CommandError, ValueError, KeyError) as error:
             message = str(error.args[0]) if isinstance(error, KeyError) else str(error)
-            assert clear(message), (op, message)
+            assert clear(message, ABOUT.get(op, ()) + ABOUT_ANY), (op, message)
 
     check()
 
@@ -374,6 +406,8 @@ def test_discord_messages_with_odd_content(discord_world: World,
     assert all(len(m.content) <= 2000 for m in world.emu.bot_messages())
 
 
-def test_zz_report_bad_input_counts() -> None:
-    """Runs last in this module: the number of generated cases per target."""
+@pytest.fixture(scope="module", autouse=True)
+def report_bad_input_counts() -> Iterator[None]:
+    """After the module's tests, in whatever order they ran: the cases generated per target."""
+    yield
     report("bad_input", {"cases_per_target": dict(counted), "total": sum(counted.values())})

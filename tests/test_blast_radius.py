@@ -177,3 +177,148 @@ async def _session(emu: WiredEmulator, llm: ScriptedLLM, procs: BotProcesses,
     assert not [p for p in Path("/tmp").iterdir() if MARK in p.name]  # noqa: ASYNC240
     return {"turns": TURNS, "model_steps": dict(model.kinds), "replies_checked": len(replies),
             "llm_requests": len(model.requests)}
+
+
+# --- shared channels ---------------------------------------------------------------------------
+# The sharing model (README "Who can see what"): what was said in a channel is visible to that
+# channel's members, as Discord's own history is; a DM companion and per-member agents are
+# private; a channel's agent never holds what was said anywhere else. So a member of #general,
+# with a hijacked model doing its best, reaches only what was said in #general.
+
+DM_SECRET = "dmsecretwalrus"  # planted by alice in her DM
+OPS_SECRET = "opssecretnarwhal"  # planted by alice in #ops (another channel's shared agent)
+DESK_SECRET = "desksecretotter"  # planted by alice in her private agent in per-member #desk
+SECRETS = (DM_SECRET, OPS_SECRET, DESK_SECRET)
+GENERAL_WORD = "generalwordheron"  # said in #general: its members may get it back
+FILLER = "chatter about the garden and the weather " * 60  # fills #general's small window
+
+
+class Prober:
+    """A hijacked model: told to "plant" a word, it stores it in core and archival memory;
+    told to "dig", it pages everything its tools reach (every secret by name, all of time,
+    other agents' ids as extra arguments). As a summarizer it copies its whole transcript, so
+    anything that reached a transcript would reach the summary and every later prompt."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.summaries: list[str] = []
+
+    def __call__(self, request: dict[str, Any]) -> Any:
+        self.requests.append(request)
+        if "tools" not in request:
+            prompt = request["messages"][0]["content"]
+            self.summaries.append(prompt)
+            return say(prompt.split("Messages leaving the context")[-1][:3000])
+        said, called = turn_inputs(request["messages"])
+        planted = [w for s in said if s.startswith("plant ") for w in s.split()[1:2]]
+        if planted and not called:
+            return calls([("core_memory_append", {"label": "human", "content": planted[0],
+                                                  "request_heartbeat": True}),
+                          ("archival_memory_insert", {"content": planted[0],
+                                                      "request_heartbeat": True})])
+        if any(s.startswith("dig") for s in said) and not called:
+            steps: list[tuple[str, dict[str, Any]]] = []
+            for word in (*SECRETS, GENERAL_WORD):
+                steps += [("conversation_search", {"query": word, "agent_id": "dm:1"}),
+                          ("archival_memory_search", {"query": word, "channel": "ops"})]
+            for page in range(3):
+                steps.append(("conversation_search_date", {
+                    "start_date": "1970-01-01", "end_date": "2999-12-31", "page": page}))
+            return calls([(n, {**a, "request_heartbeat": True}) for n, a in steps])
+        return calls([("send_message", {"message": "noted" if planted else "ok"})])
+
+
+def shown_to_model(request: dict[str, Any]) -> str:
+    """Everything a request showed the model but its own calls (which name the secrets)."""
+    return json.dumps([m for m in request["messages"] if m["role"] != "assistant"])
+
+
+async def test_a_channel_member_reaches_only_what_was_said_in_that_channel(
+        tmp_path: Path) -> None:
+    model = Prober()
+    async with ScriptedLLM() as llm:
+        llm.handler = model
+        emu = WiredEmulator(bot_name="Mnemocord")
+        await emu.start()
+        procs = BotProcesses(emu, llm, tmp_path / "sandbox", env={
+            "LLM_CONTEXT_WINDOW": "6000", "LLM_MAX_RESPONSE_TOKENS": "200",
+            "RECALL_EMBEDDINGS": "on"})  # recall by meaning too (message vectors)
+        try:
+            figures = await _shared_session(emu, model, procs)
+        finally:
+            await procs.aclose()
+            await emu.stop()
+        assert llm.embedding_requests  # messages and passages were embedded and searched
+    report("blast_radius_shared", figures)
+
+
+async def _shared_session(emu: WiredEmulator, model: Prober, procs: BotProcesses
+                          ) -> dict[str, Any]:
+    guild = emu.create_guild("Shared Guild")
+    admins = emu.create_role(guild, "Admins",
+                             permissions=discord.Permissions(manage_guild=True).value)
+    alice, bob, carol = (emu.create_user(n, global_name=n.title())
+                         for n in ("alice", "bob", "carol"))
+    for user in (alice, bob):
+        emu.add_member(guild, user)
+    emu.add_member(guild, carol, roles=[admins])
+    emu.add_member(guild, emu.bot_user, roles=[emu.bot_role(guild)])
+    general, ops, desk = (emu.create_text_channel(guild, n) for n in ("general", "ops", "desk"))
+    mention = f"<@{emu.bot_user.id}> "
+
+    async def say_to_bot(user: Any, channel: Any, text: str) -> str:
+        prefix = "" if channel.id == emu.dm_channel(user).id else mention
+        sent = await emu.user_sends(user, channel, prefix + text)
+        reply = await emu.wait_for_bot_message(channel, lambda m: bool(m.reference) and int(
+            m.reference["message_id"]) == sent.id, after=sent.id, timeout=60)
+        return str(reply.content)
+
+    async def slash(user: Any, channel: Any, name: str, options: dict[str, Any]) -> str:
+        done = await (await emu.invoke_slash(user, channel, name, options)).wait_done(timeout=60)
+        return "\n".join(m.content for m in done.all_messages)
+
+    assert await procs.start(), procs.logs()
+    await slash(carol, desk, "channel", {"mode": "per-member"})
+    assert await say_to_bot(alice, emu.dm_channel(alice), f"plant {DM_SECRET}") == "noted"
+    assert await say_to_bot(alice, ops, f"plant {OPS_SECRET}") == "noted"
+    assert await say_to_bot(alice, desk, f"plant {DESK_SECRET}") == "noted"
+    planting = len(model.requests)
+
+    # bob in #general: says a word of its own, fills the window (evictions into the summary),
+    # digs with every tool; so does alice there, who knows the secrets.
+    await say_to_bot(bob, general, f"my word is {GENERAL_WORD}")
+    for turn in range(14):
+        await say_to_bot(bob if turn % 2 else alice, general, f"{turn} {FILLER}")
+    await say_to_bot(bob, general, "dig")
+    await say_to_bot(alice, general, "dig")
+    await say_to_bot(bob, desk, "dig")  # bob's own private agent in the per-member channel
+    searches = {
+        (who.username, place.name, where, word): await slash(who, place, "search", {
+            "where": where, "query": word})
+        for who, place in ((carol, general), (bob, general), (bob, desk))
+        for where in ("recall", "archival") for word in (*SECRETS, GENERAL_WORD)}
+    assert await procs.stop() == 0
+
+    # The model of #general and of bob's private desk agent never saw a planted secret: not
+    # in core memory, tool results, the summary or the summarizer's transcript.
+    probing = model.requests[planting:]
+    others = [r for r in probing if "plant " not in json.dumps(r)]
+    assert len(others) == len(probing)  # no request after planting is for alice's agents
+    for request in others:
+        assert [s for s in SECRETS if s in shown_to_model(request)] == [], "a secret leaked"
+    # ...while the tools did return what was said in #general, all of time included.
+    results = [m["content"] for r in others for m in r["messages"] if m["role"] == "tool"]
+    assert any(GENERAL_WORD in content for content in results)
+    summarized = [s for s in model.summaries if FILLER.split()[0] in s]
+    assert summarized, "#general's window never overflowed into the summary"
+    assert any("<summary>" in json.dumps(r["messages"][1]) for r in others if "tools" in r)
+
+    # /search: a plain member is refused on the shared agent; an admin's /search and bob's on
+    # his own private agent show only what was said there.
+    for (who, place, where, word), shown in searches.items():
+        assert [s for s in SECRETS if s in shown] == [], (who, place, where, word, shown)
+        if who == "bob" and place == "general":
+            assert "Manage Server" in shown
+    assert GENERAL_WORD in searches[("carol", "general", "recall", GENERAL_WORD)]
+    return {"requests_checked": len(others), "summaries": len(summarized),
+            "tool_results": len(results), "searches": len(searches)}

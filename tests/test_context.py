@@ -19,7 +19,7 @@ def is_summary_request(request: dict[str, Any]) -> bool:
 def alerts(request: dict[str, Any]) -> list[str]:
     found = []
     for message in request["messages"][1:]:
-        if message["role"] == "user":
+        if message["role"] == "user" and message["content"].startswith("{"):  # not the summary
             event = json.loads(message["content"])
             if event["type"] == "system_alert":
                 found.append(event["message"])

@@ -27,6 +27,7 @@ import pytest
 from bot.config import Settings
 from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
+from tests.conftest import SCRIPTED_EMBEDDINGS
 from tests.discord_emulator import Channel, DiscordEmulator, User, run_client
 from tests.llm_server import ScriptedLLM, calls, say
 from tests.sizes import FULL, pick, report
@@ -126,7 +127,10 @@ async def world(request: pytest.FixtureRequest, make_settings: Callable[..., Set
     users, dense = request.param
     emu = DiscordEmulator(bot_name="Mnemocord")
     await emu.start()
-    settings = make_settings(discord_token="unused", recall_embeddings=dense)
+    # The many-agent run embeds thousands of queries: it uses the scripted endpoint (the local
+    # model made it 20 s → 75 s on 2 cores); the recall-by-meaning run keeps the local default.
+    embeddings = SCRIPTED_EMBEDDINGS if dense == "off" else {}
+    settings = make_settings(discord_token="unused", recall_embeddings=dense, **embeddings)
     try:
         async with Engine(settings) as engine, run_client(emu, Mnemocord(engine, settings)) as bot:
             yield emu, bot, users

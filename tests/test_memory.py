@@ -6,6 +6,8 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bot.embeddings import LocalEmbedder
 from bot.engine import Engine
 from bot.memory.archival import chunk_text
@@ -29,6 +31,7 @@ async def store_said(engine: Engine, agent_id: str, texts: list[str], start: dat
     await engine.store.commit(statements)
 
 
+@pytest.mark.settings(recall_embeddings="off")  # keywords only: what BM25 alone ranks
 async def test_fts_ranks_by_bm25_and_reports_true_totals(engine: Engine) -> None:
     texts = [f"filler chat number {i} about the weather" for i in range(12)]
     texts += ["My sister Jenna is moving to Lisbon in June",

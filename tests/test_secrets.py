@@ -14,18 +14,31 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bot import redact
 from bot.config import Settings
 from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
 from bot.terminal import TerminalChat
 from tests.bot_harness import BotProcesses, WiredEmulator
+from tests.conftest import SCRIPTED_EMBEDDINGS
 from tests.discord_emulator import run_client
 from tests.llm_server import ScriptedLLM, call, fail, say
 
-LLM_KEY = "sk-LEAKCHECK-llm-1f3a9c7e5b2d4f60"
-EMBEDDING_KEY = "sk-LEAKCHECK-emb-8e6d4c2b0a9f7e51"
+# Keys no generic pattern in bot/redact.py recognises (not `sk-…`, not token-shaped; many
+# providers' keys look like this), so they are redacted only because the configured secrets are
+# registered: the tests fail if registration stops. (`test_the_keys_are_not_key_shaped` keeps
+# it so; the emulator's token, `<id>.emu.<random>`, is not Discord-shaped either.)
+LLM_KEY = "LEAKCHECKllm1f3a9c7e5b2d4f60"
+EMBEDDING_KEY = "LEAKCHECKemb8e6d4c2b0a9f7e51"
 NOISY = ("", "discord", "openai", "httpx", "httpx2", "httpcore", "httpcore2", "aiohttp",
          "chromadb", "aiosqlite", "asyncio", "bot")
+
+
+def test_the_keys_are_not_key_shaped() -> None:
+    emu_token = WiredEmulator(bot_name="Mnemocord").token
+    for secret in needles(LLM_KEY, EMBEDDING_KEY, emu_token, emu_token.rsplit(".", 1)[-1]):
+        for echo in (secret, masked(secret), f"Received API Key = {secret}"):
+            assert not any(pattern.search(echo) for pattern in redact._GENERIC), echo
 
 
 def masked(key: str) -> str:
@@ -34,10 +47,11 @@ def masked(key: str) -> str:
 
 
 def needles(*secrets: str) -> list[str]:
-    """The secrets, and pieces long enough to identify one (the start, the secret end)."""
+    """The secrets, pieces long enough to identify one (the start, the secret end), and the
+    start of a masked echo (what OpenAI sends back)."""
     found = []
     for secret in secrets:
-        found += [secret, secret[:12], secret[-12:]]
+        found += [secret, secret[:12], secret[-12:], secret[:8] + "*"]
     return found
 
 
@@ -80,7 +94,7 @@ async def test_keys_and_token_never_leave_the_process(
     await emu.start()
     secrets = needles(LLM_KEY, EMBEDDING_KEY, emu.token, emu.token.rsplit(".", 1)[-1])
     settings = make_settings(llm_api_key=LLM_KEY, embedding_api_key=EMBEDDING_KEY,
-                             discord_token=emu.token, log_level="DEBUG")
+                             discord_token=emu.token, log_level="DEBUG", **SCRIPTED_EMBEDDINGS)
     shown: list[str] = []
     try:
         guild = emu.create_guild("Secret Guild")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.quoting import neutralise
 from bot.store import Statement
 
 
@@ -95,7 +96,7 @@ class CoreMemory:
         for block in self.blocks.values():
             parts.append(
                 f'<{block.label} characters="{len(block.value)}/{block.limit}">\n'
-                f"{block.value}\n</{block.label}>"
+                f"{neutralise(block.value)}\n</{block.label}>"  # text can't close the tag
             )
         return "\n".join(parts)
 
