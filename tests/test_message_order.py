@@ -22,13 +22,19 @@ import pytest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.store import MIGRATIONS, Store
-from tests.conftest import SPEC
+from tests.conftest import SCRIPTED_EMBEDDINGS, SPEC
 from tests.llm_server import ScriptedLLM, call
 from tests.openai_rules import validate_messages
 
 KEY = "chan:shared"
 ZED = {"sender_name": "Zed", "sender_id": "u-zed"}
 AMY = {"sender_name": "Amy", "sender_id": "u-amy"}
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """The embedding endpoint is scripted here: the test holds an archival insert on it."""
+    return make_settings(**SCRIPTED_EMBEDDINGS)
 
 
 async def interleave(engine: Engine, llm: ScriptedLLM) -> None:
@@ -48,7 +54,8 @@ async def interleave(engine: Engine, llm: ScriptedLLM) -> None:
     )
     zed_turn = asyncio.create_task(engine.send(KEY, "remember: I like green tea", spec=SPEC,
                                                **ZED))
-    await entered.wait()  # the tool is awaiting the embedding request now
+    # The tool is awaiting the embedding request now (the bound only turns a hang into a failure).
+    await asyncio.wait_for(entered.wait(), 60)
     amy = await engine.accept(KEY, "hello, anyone here?", **AMY)
     llm.on_embedding = None
     release.set()
