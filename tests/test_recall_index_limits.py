@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Settings
 from bot.engine import Engine
-from tests.conftest import SPEC
+from tests.conftest import SCRIPTED_EMBEDDINGS, SPEC
 from tests.llm_server import ScriptedLLM
 
 HUGE = " ".join(f"word{i}" for i in range(30_000))  # ~60k tokens: far past any window
@@ -46,7 +46,8 @@ async def test_oversized_message_is_embedded_by_the_local_model(
 async def test_oversized_message_is_clipped_for_the_openai_endpoint(
     make_settings: Callable[..., Settings], llm: ScriptedLLM
 ) -> None:
-    settings = make_settings(recall_embeddings="on", embedding_model="text-embedding-3-small")
+    settings = make_settings(**{**SCRIPTED_EMBEDDINGS, "embedding_model": "text-embedding-3-small"},
+                             recall_embeddings="on")
     async with Engine(settings) as engine:
         ids = await _accept(engine, ["before", HUGE, "after"])
         assert engine.recall_indexer is not None
@@ -60,7 +61,8 @@ async def test_an_input_the_endpoint_refuses_is_skipped_once(
 ) -> None:
     # A window set larger than the server's (a misconfigured EMBEDDING_MAX_INPUT_TOKENS): the
     # client does not clip enough and the server refuses the request with a 400.
-    settings = make_settings(recall_embeddings="on", embedding_model="text-embedding-3-small",
+    settings = make_settings(**{**SCRIPTED_EMBEDDINGS, "embedding_model": "text-embedding-3-small"},
+                             recall_embeddings="on",
                              embedding_max_input_tokens=100_000)
     caplog.set_level(logging.WARNING, "bot.memory.recall_index")
     async with Engine(settings) as engine:
