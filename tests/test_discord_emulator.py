@@ -27,8 +27,8 @@ class World:
     chan: Channel
 
 
-@pytest.fixture
-async def world() -> Any:
+@pytest.fixture(name="world")
+async def world_fixture() -> Any:
     emu = DiscordEmulator(bot_name="Mnemocord")
     await emu.start()
     alice = emu.create_user("alice", global_name="Alice")

@@ -16,21 +16,9 @@ from discord.ext import commands
 from tests.discord_emulator import DiscordEmulator
 from tests.discord_emulator.permissions import READ_MESSAGE_HISTORY
 from tests.discord_emulator.ratelimit import MESSAGES, RouteLimit
-from tests.test_discord_emulator import TIMEOUT, Seen, World, make_bot
 
-
-@pytest.fixture
-async def world() -> Any:
-    emu = DiscordEmulator(bot_name="Mnemocord")
-    await emu.start()
-    alice = emu.create_user("alice", global_name="Alice")
-    guild = emu.create_guild("Test Guild", owner=emu.owner)
-    emu.add_member(guild, alice)
-    chan = emu.create_text_channel(guild, "general")
-    try:
-        yield World(emu, alice, guild, chan)
-    finally:
-        await emu.stop()
+# `world` is the emulator tests' own fixture (a guild with alice and #general).
+from tests.test_discord_emulator import TIMEOUT, Seen, World, make_bot, world_fixture  # noqa: F401
 
 
 async def api(
