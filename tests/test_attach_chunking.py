@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 
+from bot.config import Settings
 from bot.embeddings import LocalEmbedder, TokenSplitter
 from bot.engine import Engine
 from bot.memory import archival
 from bot.memory.chunking import CHUNK_TOKENS, chunk_text
-from tests.conftest import SPEC
+from tests.conftest import SCRIPTED_EMBEDDINGS, SPEC
 
 
 class CountingSplitter:
@@ -86,8 +88,15 @@ async def test_chunking_with_tiktoken_splitter_is_linear_too(engine: Engine) -> 
 
 
 async def test_event_loop_keeps_running_during_a_2mb_attach(
-    engine: Engine, monkeypatch: Any
+    make_settings: Callable[..., Settings], monkeypatch: Any
 ) -> None:
+    # The scripted endpoint embeds the ~4,500 passages: the local model would spend minutes of
+    # CPU on them (off the loop, but this test is about the chunking).
+    async with Engine(make_settings(**SCRIPTED_EMBEDDINGS)) as engine:
+        await _attach_while_the_loop_ticks(engine, monkeypatch)
+
+
+async def _attach_while_the_loop_ticks(engine: Engine, monkeypatch: Any) -> None:
     await engine.send("cli:a", "hello", spec=SPEC)
     loop_thread = threading.get_ident()
     ticks = 0
