@@ -20,8 +20,10 @@ pytest_plugins = ["tests.discord_world"]
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[ScriptedLLM]:
-    async with ScriptedLLM() as server:
+async def llm(request: pytest.FixtureRequest) -> AsyncIterator[ScriptedLLM]:
+    """The scripted LLM, playing OpenAI unless the test says @pytest.mark.provider("name")."""
+    marker = request.node.get_closest_marker("provider")
+    async with ScriptedLLM(provider=marker.args[0] if marker else "openai") as server:
         yield server
 
 
@@ -40,7 +42,7 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM, local_model_dir: Path
         values: dict[str, Any] = {
             "llm_base_url": llm.base_url,
             "llm_api_key": "sk-test-secret-key-123",
-            "llm_model": "gpt-4o-mini",
+            "llm_model": llm.model,
             "llm_max_retries": 0,
             "llm_retry_backoff": 0.0,
             "local_embedding_model_dir": local_model_dir,
@@ -56,6 +58,8 @@ def make_settings(tmp_path: Path, llm: ScriptedLLM, local_model_dir: Path
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "settings(**overrides): overrides for the `settings`"
                             " (and so `engine`) fixture")
+    config.addinivalue_line("markers", "provider(name): the provider profile the `llm` fixture"
+                            " plays (tests/providers/)")
 
 
 @pytest.fixture

@@ -31,7 +31,9 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.openai_rules import Violation, validate
+from tests.openai_rules import Violation
+from tests.providers import Provider, estimate_tokens
+from tests.providers import provider as make_provider
 
 StepKind = Literal["reply", "error", "empty", "hang", "reset", "raw"]
 Handler = Callable[[dict[str, Any]], "Step | str | Awaitable[Step | str]"]
@@ -180,10 +182,6 @@ def tool_names(req: dict[str, Any]) -> list[str]:
     return [n for n in names if n]
 
 
-def _estimate_tokens(obj: Any) -> int:
-    return len(json.dumps(obj, ensure_ascii=False)) // 4
-
-
 def embed_text(text: str, dim: int = 64) -> list[float]:
     """Deterministic L2-normalised signed hashed bag of lowercase words."""
     vec = [0.0] * dim
@@ -240,12 +238,16 @@ class ScriptedLLM:
         latency: float = 0.0,
         embedding_dim: int = 64,
         *,
-        model: str = "scripted-model",
+        model: str | None = None,
         embedding_latency: float = 0.0,
         strict: bool = True,
+        provider: str | Provider = "openai",
     ) -> None:
         self.latency = latency
         self.strict = strict
+        # Which real endpoint it plays (tests/providers/): what it rejects and how it answers.
+        self.provider = make_provider(provider)
+        self.provider.server = self
         # Requests OpenAI would have refused: (request index, what was wrong).
         self.violations: list[tuple[int, Violation]] = []
         self.embedding_dim = embedding_dim
@@ -253,7 +255,7 @@ class ScriptedLLM:
         # OpenAI refuses an input over the model's context (8192 tokens for every embedding
         # model: platform.openai.com/docs/api-reference/embeddings/create, "input").
         self.embedding_context_tokens = 8192
-        self.model = model
+        self.model = model or self.provider.model
         self.handler: Handler | None = None
         # Called with each embeddings request body before it is answered (e.g. to inject a
         # crash at that moment); may be async.
@@ -282,6 +284,7 @@ class ScriptedLLM:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
+        self.provider.routes(app)
         # handler_cancellation: a client that gives up (timeout) releases hang() at once.
         self._runner = web.AppRunner(
             app, handler_cancellation=True, shutdown_timeout=2.0, access_log=None
@@ -419,13 +422,14 @@ class ScriptedLLM:
         async with self._arrived:
             self._arrived.notify_all()
         try:
-            problems = validate(body) if self.strict else []
+            problems = self.provider.reject(body) if self.strict else []
             if problems:
                 self.violations += [(self.chat_calls, p) for p in problems]
-                return web.json_response(problems[0].error_body(), status=400)
+                return web.json_response(problems[0].error_body(), status=problems[0].status)
             if body.get("stream"):
                 return _error_response(fail(400, "stream=true is not supported", param="stream"))
-            step = await self._next_step(body)
+            body = self.provider.visible(body)
+            step = self.provider.render(body, await self._next_step(body))
             return await self._serve_chat(request, body, step)
         finally:
             self.inflight -= 1
@@ -434,7 +438,7 @@ class ScriptedLLM:
         self, request: web.Request, body: dict[str, Any], step: Step
     ) -> web.StreamResponse:
         await self._simulate(request, step, self.latency)
-        prompt_tokens = _estimate_tokens([body.get("messages"), body.get("tools")])
+        prompt_tokens = self.provider.prompt_tokens(body)
         if step.kind == "raw":
             content_type = (step.headers or {}).get("Content-Type", "application/json")
             return web.Response(text=step.content or "", status=step.status,
@@ -451,9 +455,10 @@ class ScriptedLLM:
             message: dict[str, Any] = {"role": "assistant", "content": step.content}
             if step.tool_calls:  # like OpenAI, the key is absent when there are no calls
                 message["tool_calls"] = [_tool_call_json(tc) for tc in step.tool_calls]
+            self.provider.shape(body, message, step)
             reason = step.finish_reason or ("tool_calls" if step.tool_calls else "stop")
             choices.append({"index": 0, "message": message, "finish_reason": reason})
-            completion_tokens = max(1, _estimate_tokens(message))
+            completion_tokens = max(1, estimate_tokens(message))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
         usage["total_tokens"] = prompt_tokens + completion_tokens
         model = body.get("model", self.model)
@@ -504,5 +509,5 @@ class ScriptedLLM:
         return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
-        model = {"id": self.model, "object": "model", "created": 0, "owned_by": "mnemocord-tests"}
-        return web.json_response({"object": "list", "data": [model]})
+        return web.json_response({"object": "list",
+                                  "data": [self.provider.model_entry(self.model)]})

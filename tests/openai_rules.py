@@ -27,9 +27,15 @@ class Violation:
 
     message: str
     param: str | None = None
-    code: str | None = None
+    code: str | int | None = None
+    # Other providers answer with other statuses and body shapes (llama.cpp: 500 with an integer
+    # code; tests/providers/): `status` and `body`, when set, are what the server sends.
+    status: int = 400
+    body: dict[str, Any] | None = None
 
     def error_body(self) -> dict[str, Any]:
+        if self.body is not None:
+            return self.body
         return {"error": {"message": self.message, "type": "invalid_request_error",
                           "param": self.param, "code": self.code}}
 

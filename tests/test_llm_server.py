@@ -217,7 +217,7 @@ async def test_script_exhausted(server: ScriptedLLM, client: openai.AsyncOpenAI)
 
 async def test_models(server: ScriptedLLM, client: openai.AsyncOpenAI) -> None:
     models = [m.id async for m in client.models.list()]
-    assert models == ["scripted-model"]
+    assert models == ["gpt-4o-mini"]  # the openai profile's model
 
 
 async def test_embeddings(server: ScriptedLLM, client: openai.AsyncOpenAI) -> None:
