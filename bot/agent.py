@@ -27,6 +27,7 @@ from bot.messages import (
     ToolCall,
     iso,
     local_time_text,
+    make_call_id,
     pack_system_event,
     pack_tool_result,
     utcnow,
@@ -311,12 +312,13 @@ class Agent:
         completion = await self._complete()
         thoughts = (completion.content or "").strip() or None
         if not completion.tool_calls:
-            return self._plain_answer(thoughts)
+            return self._plain_answer(thoughts, completion.extra)
         if thoughts:
             self._emit("thought", thoughts)
         replayed = replayable_calls(completion.tool_calls, self._fresh_call_id)
         assistant = self.append(self.new_message(
-            "assistant", "assistant", completion.content, tool_calls=replayed
+            "assistant", "assistant", completion.content, tool_calls=replayed,
+            extra=completion.extra,
         ))
         said: list[str] = []
         again = False
@@ -345,9 +347,10 @@ class Agent:
         return again
 
     def _fresh_call_id(self) -> str:
-        return f"call_{self.services.store.allocate_message_id()}"
+        # Nine letters and digits: the one shape every provider takes (bot/messages.py CALL_ID).
+        return make_call_id("c", self.services.store.allocate_message_id())
 
-    def _plain_answer(self, thoughts: str | None) -> bool:
+    def _plain_answer(self, thoughts: str | None, extra: dict[str, Any] | None = None) -> bool:
         """A reply with no function call: deliver it (if configured) or keep it as monologue."""
         if not thoughts:
             self.append(self.new_message(
@@ -360,13 +363,15 @@ class Agent:
             return not self._result.replies
         if not self.services.plain_text_replies:
             self._emit("thought", thoughts)
-            self.append(self.new_message("assistant", "assistant", thoughts))
+            self.append(self.new_message("assistant", "assistant", thoughts, extra=extra or {}))
             return False
         # Store it as the send_message call it should have been, so the model keeps the format.
-        call = ToolCall(f"plain_{self.services.store.allocate_message_id()}", "send_message",
-                        json.dumps({"message": thoughts}, ensure_ascii=False))
+        call = ToolCall(make_call_id("p", self.services.store.allocate_message_id()),
+                        "send_message", json.dumps({"message": thoughts}, ensure_ascii=False))
+        # With the answer's own fields: a thinking model's history needs them on every message
+        # that calls a function (DeepSeek).
         self.append(self.new_message(
-            "assistant", "assistant", None, tool_calls=[call], text=thoughts
+            "assistant", "assistant", None, tool_calls=[call], text=thoughts, extra=extra or {}
         ))
         self.append(self.new_message(
             "tool", "tool_result", pack_tool_result(True, "Message sent.", self.now_text()),

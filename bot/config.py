@@ -57,8 +57,11 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = SecretStr("")
     llm_model: str = "gpt-4o-mini"
     llm_context_window: int | None = None
-    llm_temperature: float = 0.7
+    # None (empty): not sent, the model's own default; never sent to OpenAI's reasoning models.
+    llm_temperature: float | None = Field(default=None, ge=0, le=2)
     llm_max_response_tokens: int = 1024
+    # Room for reasoning on top of the answer's budget, for models that think first (bot/llm.py).
+    llm_reasoning_tokens: int = Field(default=8192, ge=0)
     llm_timeout: float = 60.0
     llm_max_retries: int = 3
     llm_retry_backoff: float = Field(default=0.5, ge=0)

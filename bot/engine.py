@@ -91,6 +91,7 @@ class Engine(CommandsMixin):
             model=settings.llm_model,
             temperature=settings.llm_temperature,
             max_response_tokens=settings.llm_max_response_tokens,
+            reasoning_tokens=settings.llm_reasoning_tokens,
             timeout=settings.llm_timeout,
             max_retries=settings.llm_max_retries,
             retry_backoff=settings.llm_retry_backoff,

@@ -24,31 +24,39 @@ from typing import Any
 import aiohttp
 import openai
 
+from bot.llm_errors import (
+    ProviderError,
+    Verdict,
+    classify,
+    parse_error,
+    rescue_calls,
+)
 from bot.messages import ToolCall
+from bot.tools import ToolError, parse_arguments
 
 log = logging.getLogger(__name__)
 
-_OVERFLOW_HINTS = (
-    "context_length_exceeded",
-    "maximum context length",
-    "context length",
-    "context window",
-    "too many tokens",
-    "prompt is too long",
-    "exceeds the context",
-)
-
-
 class LLMError(Exception):
-    """The model could not be reached or gave no usable answer; the message is user-safe."""
+    """The model could not be reached or gave no usable answer; the message is user-safe.
+    `kind` says why (bot/llm_errors.py Kind, or "unreachable"/"unreadable")."""
+
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class ContextOverflow(LLMError):
     """The server says the prompt does not fit the model's context window."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "overflow")
+
 
 class LLMUnreachable(LLMError):
     """No HTTP answer at all: connection refused or dropped, or no answer in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "unreachable")
 
 
 class RawJSON(str):
@@ -73,41 +81,27 @@ class Completion:
     # Time spent waiting on the server (a free concurrency slot, the HTTP exchange, retry
     # back-off), excluding our own JSON work: what is left of a turn is the bot's overhead.
     wait_seconds: float = 0.0
+    # The provider's fields of the answer that must go back with it (MESSAGE_FIELDS).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+# Fields of an answer a provider needs back, unchanged, with the message in later requests:
+# DeepSeek's thinking mode refuses a history whose tool-calling assistant messages lack their
+# reasoning_content (400 "The reasoning_content in the thinking mode must be passed back to the
+# API", api-docs.deepseek.com guides/thinking_mode); OpenRouter asks for reasoning_details back
+# (openrouter.ai docs, reasoning tokens: preserving reasoning blocks).
+MESSAGE_FIELDS = ("reasoning_content", "reasoning_details")
+# ... and of each tool call: Gemini 3's thought signature, {"extra_content": {"google":
+# {"thought_signature": "…"}}} beside "function" (ai.google.dev/gemini-api/docs/
+# thought-signatures, OpenAI compatibility), else 400 "Function call is missing a
+# thought_signature in functionCall parts".
+CALL_FIELDS = ("extra_content",)
+
+
 class _StatusError(Exception):
-    status: int
-    message: str
-    code: str
-    retry_after: float | None
-
-
-def is_context_overflow(status: int, code: str, message: str) -> bool:
-    text = f"{code} {message}".lower()
-    return status in (400, 413, 422) and any(h in text for h in _OVERFLOW_HINTS)
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _status_error(status: int, body: bytes, headers: Any) -> _StatusError:
-    message, code = body.decode("utf-8", "replace")[:2000], ""
-    try:
-        error = json.loads(body).get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict):
-        message = str(error.get("message") or message)
-        code = str(error.get("code") or error.get("type") or "")
-    elif isinstance(error, str):
-        message = error
-    return _StatusError(status, message, code, _retry_after(headers))
+    def __init__(self, error: ProviderError) -> None:
+        super().__init__(error.describe())
+        self.error = error
 
 
 class LLMClient:
@@ -117,8 +111,9 @@ class LLMClient:
         base_url: str,
         api_key: str,
         model: str,
-        temperature: float = 0.7,
+        temperature: float | None = None,
         max_response_tokens: int = 1024,
+        reasoning_tokens: int = 8192,
         timeout: float = 60.0,
         max_retries: int = 3,
         retry_backoff: float = 0.5,
@@ -129,6 +124,7 @@ class LLMClient:
         self.model = model
         self.temperature = temperature
         self.max_response_tokens = max_response_tokens
+        self.reasoning_tokens = reasoning_tokens
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
@@ -155,20 +151,35 @@ class LLMClient:
             raise LLMUnreachable(_describe_unreachable(error)) from error
         return 200
 
+    def request_head(self, *, max_tokens: int | None = None,
+                     tool_choice: str | dict[str, Any] | None = None,
+                     tools: bool = False) -> dict[str, Any]:
+        """The request's parameters besides messages and tools."""
+        head: dict[str, Any] = {"model": self.model}
+        budget = max_tokens or self.max_response_tokens
+        if _thinks(self.model):
+            # The model's reasoning counts against the same budget as its answer: leave room for
+            # it, or the answer comes back empty with finish_reason "length".
+            budget += self.reasoning_tokens
+        if _is_reasoning_model(self.model):
+            # OpenAI's reasoning models refuse `max_tokens` ("Use 'max_completion_tokens'
+            # instead") and any temperature but the default (tests/providers/openai_reasoning.py).
+            head["max_completion_tokens"] = budget
+        else:
+            if self.temperature is not None:  # None: the model's own default
+                head["temperature"] = self.temperature
+            head["max_tokens"] = budget
+        if tools:
+            head["tool_choice"] = tool_choice or self.tool_choice
+        return head
+
     async def chat(
         self, messages: Sequence[dict[str, Any] | RawJSON],
-        tools: list[dict[str, Any]] | None = None,
+        tools: list[dict[str, Any]] | None = None, *, max_tokens: int | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
     ) -> Completion:
-        head: dict[str, Any] = {"model": self.model}
-        if _is_reasoning_model(self.model):
-            # They refuse `max_tokens` ("Use 'max_completion_tokens' instead") and any
-            # temperature but the default; reasoning tokens count against this budget too.
-            head["max_completion_tokens"] = self.max_response_tokens
-        else:
-            head["temperature"] = self.temperature
-            head["max_tokens"] = self.max_response_tokens
-        if tools:
-            head["tool_choice"] = self.tool_choice
+        head = self.request_head(max_tokens=max_tokens, tool_choice=tool_choice,
+                                 tools=bool(tools))
         parts = [json.dumps(head, ensure_ascii=False)[:-1], ',"messages":[']
         parts.append(",".join(
             m if isinstance(m, RawJSON) else json.dumps(m, ensure_ascii=False) for m in messages
@@ -179,7 +190,11 @@ class LLMClient:
         parts.append("}")
         body = "".join(parts).encode()
         started = time.perf_counter()
-        raw = await self._with_retries(body)
+        try:
+            raw = await self._with_retries(body)
+        except _Rescued as rescued:
+            rescued.completion.wait_seconds = time.perf_counter() - started
+            return rescued.completion
         waited = time.perf_counter() - started
         return _parse(raw, waited)
 
@@ -197,22 +212,36 @@ class LLMClient:
                     options={"headers": {"Content-Type": "application/json"}},
                 )
             except openai.APIStatusError as error:
-                raise _status_error(
+                raise _StatusError(parse_error(
                     error.status_code, error.response.content, error.response.headers
-                ) from None
+                )) from None
 
     async def _with_retries(self, body: bytes) -> bytes:
         attempt = 0
+        tool_use_failures = 0
         while True:
             try:
                 return await self._post(body)
-            except _StatusError as error:
-                if is_context_overflow(error.status, error.code, error.message):
+            except _StatusError as failure:
+                error = failure.error
+                # The provider's own words reach the operator; the user gets one line.
+                log.warning("LLM request refused: %s", error.describe())
+                verdict = classify(error)
+                if verdict.kind == "overflow":
                     raise ContextOverflow(error.message) from None
-                retryable = error.status == 429 or error.status >= 500
-                if not retryable or attempt >= self.max_retries:
-                    raise LLMError(_describe_status(error.status)) from None
-                delay = error.retry_after
+                if verdict.kind == "tool_use_failed":
+                    # A sampling accident more often than not: ask once more, then make the
+                    # call out of what the model wrote.
+                    tool_use_failures += 1
+                    if tool_use_failures == 1:
+                        continue
+                    if rescued := _rescue(body, error):
+                        raise _Rescued(rescued) from None
+                if verdict.kind == "history":
+                    raise LLMError(_history_explanation(body, verdict), "history") from None
+                if verdict.kind != "retry" or attempt >= self.max_retries:
+                    raise LLMError(verdict.explanation, verdict.kind) from None
+                delay = verdict.wait
             except (openai.APIConnectionError, TimeoutError) as error:  # incl. APITimeoutError
                 if attempt >= self.max_retries:
                     raise LLMUnreachable(_describe_unreachable(error)) from error
@@ -220,9 +249,50 @@ class LLMClient:
             attempt += 1
             if delay is None:
                 delay = min(8.0, self.retry_backoff * 2 ** (attempt - 1))
-            backoff = min(delay, 30.0) * (0.8 + 0.4 * random.random())
+                backoff = min(delay, 30.0) * (0.8 + 0.4 * random.random())
+            else:  # the server said how long: a little more, never less
+                backoff = min(delay, 60.0) * (1.0 + 0.1 * random.random())
             log.warning("LLM call failed (attempt %d), retrying in %.1fs", attempt, backoff)
             await asyncio.sleep(backoff)
+
+
+class _Rescued(Exception):
+    def __init__(self, completion: Completion) -> None:
+        super().__init__("rescued")
+        self.completion = completion
+
+
+def _rescue(body: bytes, error: ProviderError) -> Completion | None:
+    """Groq's tool_use_failed carries what the model wrote (`failed_generation`): the calls to
+    offered functions in it, arguments repaired, as if the server had parsed them."""
+    if not error.failed_generation:
+        return None
+    request = json.loads(body)
+    names = [t.get("function", {}).get("name", "") for t in request.get("tools") or []]
+    found = rescue_calls(error.failed_generation, names)
+    if not found:
+        return None
+    log.info("rescued %d call(s) from a tool_use_failed answer", len(found))
+    calls = [ToolCall("", name, arguments) for name, arguments in found]
+    return Completion(content=None, tool_calls=calls, finish_reason="tool_calls")
+
+
+def _history_explanation(body: bytes, verdict: Verdict) -> str:
+    """Which stored message the server refused, so the operator can /pop it."""
+    where = ""
+    if verdict.message_index is not None:
+        messages = json.loads(body).get("messages") or []
+        if 0 <= verdict.message_index < len(messages):
+            message = messages[verdict.message_index]
+            said = message.get("content") if isinstance(message.get("content"), str) else ""
+            names = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
+            shown = said or (f"calls {', '.join(n for n in names if n)}" if names else "")
+            shown = " ".join(shown.split())
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            where = (f" It is message {verdict.message_index} of the prompt"
+                     f" ({message.get('role')}: {shown!r}).")
+    return (f"{verdict.explanation}{where} If this keeps happening, /pop removes the latest"
+            " messages from the conversation.")
 
 
 # What the API takes back in an assistant message (tests/openai_rules.py cites the rules): function
@@ -243,16 +313,41 @@ def replayable_calls(calls: list[ToolCall], fresh_id: Callable[[], str]) -> list
         if not call_id or len(call_id) > MAX_CALL_ID or call_id in taken:
             call_id = fresh_id()
         taken.add(call_id)
-        replayed.append(ToolCall(call_id, name, call.arguments))
+        replayed.append(ToolCall(call_id, name, _valid_json(call.arguments), dict(call.extra)))
     return replayed
+
+
+def _valid_json(arguments: str) -> str:
+    """The arguments as JSON every server can parse again: vLLM, Ollama and llama.cpp parse the
+    replayed arguments of every call in history, and refuse the whole request if one does not
+    parse (llama.cpp: 500 "Failed to parse tool call arguments as JSON", on every later request;
+    /work/shared/PROVIDERS.md). Well-formed ones stay exactly as the model wrote them."""
+    try:
+        if isinstance(json.loads(arguments), dict):
+            return arguments
+    except ValueError:
+        pass
+    try:  # the agent's own repair: what it executes is what is replayed
+        return json.dumps(parse_arguments(arguments), ensure_ascii=False)
+    except ToolError:
+        return "{}"
 
 
 # OpenAI's reasoning models: o1, o3, o4-mini and gpt-5.x (but not gpt-5-chat, a chat model).
 _REASONING_MODEL = re.compile(r"^(o1|o3|o4)(-|$)|^gpt-5(?!(\.\d+)?-chat)")
+# Other models that think before they answer, inside the same output budget: DeepSeek's thinking
+# mode ("max_tokens … includes the chain of thought", api-docs.deepseek.com guides/
+# reasoning_model; on by default for V4, guides/thinking_mode), Gemini 2.5/3 (thinking counts
+# toward maxOutputTokens), QwQ and R1 distills.
+_THINKING_MODEL = re.compile(r"deepseek-(reasoner|v4|r1)|gemini-(2\.5|3)|qwq|-r1\b|thinking")
 
 
 def _is_reasoning_model(model: str) -> bool:
     return _REASONING_MODEL.search(model.rsplit("/", 1)[-1]) is not None
+
+
+def _thinks(model: str) -> bool:
+    return _is_reasoning_model(model) or _THINKING_MODEL.search(model.lower()) is not None
 
 
 def _parse(raw: bytes, waited: float) -> Completion:
@@ -273,11 +368,13 @@ def _parse(raw: bytes, waited: float) -> Completion:
     listed = message.get("tool_calls")
     calls = [
         ToolCall(
-            id=str(call.get("id") or f"call_{index}"),
+            # No id: replayable_calls gives it a fresh one (unique, and in every server's shape).
+            id=str(call.get("id") or ""),
             name=str(call["function"].get("name") or "").strip(),
             arguments=_arguments(call["function"].get("arguments")),
+            extra={k: call[k] for k in CALL_FIELDS if k in call},
         )
-        for index, call in enumerate(listed if isinstance(listed, list) else [])
+        for call in (listed if isinstance(listed, list) else [])
         if isinstance(call, dict) and isinstance(call.get("function"), dict)
     ]
     usage = response.get("usage")
@@ -292,6 +389,7 @@ def _parse(raw: bytes, waited: float) -> Completion:
         ) if isinstance(usage, dict) else Usage(),
         model=model if isinstance(model, str) else None,
         wait_seconds=waited,
+        extra={k: message[k] for k in MESSAGE_FIELDS if message.get(k)},
     )
 
 
@@ -324,11 +422,3 @@ def _timed_out(error: BaseException) -> bool:
             return False
         seen = seen.__cause__ or seen.__context__
     return True
-
-
-def _describe_status(status: int) -> str:
-    if status == 401:
-        return "The language model server rejected the API key."
-    if status == 429:
-        return "The language model is rate-limited right now."
-    return f"The language model server returned an error ({status})."

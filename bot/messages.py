@@ -7,7 +7,10 @@ cannot forge a system event by typing one (their text is always a JSON string va
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,18 +48,56 @@ def is_clean(text: str) -> bool:
     return clean_text(text) is text
 
 
+# Tool-call ids as every provider takes them: Mistral (La Plateforme, and vLLM in mistral tokenizer
+# mode) refuses any id but nine letters or digits ("Tool call id was call_0 but must be a-z, A-Z,
+# 0-9, with a length of 9."; mistral-common protocol/instruct/validator.py), the strictest rule
+# of all (OpenAI: at most 40 characters). Ids we make have that shape; any other id (a provider's
+# own, or one stored before) is sent as a stable nine-character digest of it, in the call and in
+# its result alike, so history from any server replays on any other.
+CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
+_ALPHABET = string.digits + string.ascii_letters
+
+
+def make_call_id(prefix: str, number: int) -> str:
+    """A nine-character id from a one-letter prefix and a unique number (e.g. a message id)."""
+    digits = ""
+    while number:
+        number, rest = divmod(number, 62)
+        digits = _ALPHABET[rest] + digits
+    return prefix[:1] + digits.rjust(8, "0")[-8:]
+
+
+def wire_call_id(call_id: str) -> str:
+    if CALL_ID.match(call_id):
+        return call_id
+    digest = int.from_bytes(hashlib.blake2b(call_id.encode(), digest_size=8).digest(), "big")
+    return "".join(_ALPHABET[(digest >> (6 * k)) % 62] for k in range(9))
+
+
 @dataclass
 class ToolCall:
     id: str
     name: str
-    arguments: str  # raw JSON text as the model produced it
+    arguments: str  # JSON text: as the model produced it, or repaired (bot/llm.py replayable_calls)
+    # The provider's own fields of the call, sent back unchanged (Gemini 3's
+    # {"extra_content": {"google": {"thought_signature": ...}}}).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_openai(self) -> dict[str, Any]:
+        return {**self.stored(), "id": wire_call_id(self.id)}
+
+    def stored(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "type": "function",
             "function": {"name": self.name, "arguments": self.arguments},
+            **self.extra,
         }
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> ToolCall:
+        extra = {k: v for k, v in data.items() if k not in ("id", "type", "function")}
+        return cls(data["id"], data["function"]["name"], data["function"]["arguments"], extra)
 
 
 EDITS = 0  # bumped by Message.changed(): in-place edits of messages already in a queue
@@ -85,6 +126,9 @@ class Message:
     # later turn); None: at its id. See bot/store.py, CONTEXT_ORDER.
     position: int | None = None
     tokens: int | None = None  # cached token count of to_openai()
+    # The provider's own fields of an assistant message, sent back unchanged: DeepSeek's
+    # reasoning_content, OpenRouter's reasoning_details (bot/llm.py REPLAYED_FIELDS).
+    extra: dict[str, Any] = field(default_factory=dict)
     # Cached JSON of the message as sent to the model (set with tokens; cleared by changed()).
     wire: str | None = field(default=None, repr=False, compare=False)
 
@@ -101,11 +145,14 @@ class Message:
         if self.tool_calls:
             message["tool_calls"] = [call.to_openai() for call in self.tool_calls]
         if self.role == "tool":
-            message["tool_call_id"] = self.tool_call_id
+            message["tool_call_id"] = (
+                wire_call_id(self.tool_call_id) if self.tool_call_id else self.tool_call_id)
+        if self.extra:
+            message.update(self.extra)
         return message
 
     def tool_calls_json(self) -> str | None:
-        return json.dumps([c.to_openai() for c in self.tool_calls]) if self.tool_calls else None
+        return json.dumps([c.stored() for c in self.tool_calls]) if self.tool_calls else None
 
     def row(self, tag: str) -> tuple[Any, ...]:
         calls = self.tool_calls_json()
@@ -113,28 +160,26 @@ class Message:
             self.id, self.agent_id, tag, self.role, self.kind, self.content, self.text,
             self.sender_name, self.sender_id, calls, self.tool_call_id, self.tool_name,
             iso(self.created_at), int(self.in_context), int(self.pending), self.external_id,
+            json.dumps(self.extra, ensure_ascii=False) if self.extra else None,
         )
 
     @classmethod
     def from_row(cls, row: Any) -> Message:
-        calls = [
-            ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
-            for c in json.loads(row["tool_calls"] or "[]")
-        ]
+        calls = [ToolCall.from_stored(c) for c in json.loads(row["tool_calls"] or "[]")]
         return cls(
             id=row["id"], agent_id=row["agent_id"], role=row["role"], kind=row["kind"],
             content=row["content"], created_at=parse_iso(row["created_at"]), text=row["text"],
             sender_name=row["sender_name"], sender_id=row["sender_id"], tool_calls=calls,
             tool_call_id=row["tool_call_id"], tool_name=row["tool_name"],
             in_context=bool(row["in_context"]), pending=bool(row["pending"]),
-            external_id=row["external_id"],
+            external_id=row["external_id"], extra=json.loads(row["extra"] or "{}"),
         )
 
 
 INSERT_MESSAGE = (
     "INSERT INTO messages (id, agent_id, agent_tag, role, kind, content, text, sender_name,"
     " sender_id, tool_calls, tool_call_id, tool_name, created_at, in_context, pending,"
-    " external_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    " external_id, extra) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
 

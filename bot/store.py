@@ -221,6 +221,11 @@ CONTEXT_ORDER_MIGRATION = """
 """
 MIGRATIONS.append(CONTEXT_ORDER_MIGRATION)
 
+# 6: the provider's own fields of an assistant message (DeepSeek's reasoning_content, OpenRouter's
+# reasoning_details), a JSON object sent back with it unchanged; NULL for none. A tool call's own
+# fields (Gemini's thought signature) live in its entry of `tool_calls`.
+MIGRATIONS.append("ALTER TABLE messages ADD COLUMN extra TEXT;")
+
 CONTEXT_ORDER = "COALESCE(position, id), id"
 
 

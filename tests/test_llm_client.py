@@ -64,8 +64,8 @@ async def test_plain_answer_without_tools(llm: ScriptedLLM) -> None:
 @pytest.mark.parametrize(("step", "error", "text"), [
     (fail(401), LLMError, "rejected the API key"),
     (fail(429, headers={"retry-after": "0"}), LLMError, "rate-limited"),
-    (fail(503), LLMError, r"returned an error \(503\)"),
-    (fail(400, "bad request"), LLMError, r"returned an error \(400\)"),
+    (fail(503), LLMError, r"had a problem \(HTTP 503\)"),
+    (fail(400, "bad request"), LLMError, r"refused the request \(HTTP 400: bad request\)"),
     (context_overflow(1000, 5000), ContextOverflow, "maximum context length"),
     (empty_choices(), LLMError, "empty choices"),
     (raw_body("{not json"), LLMError, "could not be read"),
