@@ -122,7 +122,8 @@ class Engine(CommandsMixin):
         self.archival = ArchivalMemory(self.store, self.vectors, self.embedder, self.counter)
         budget = Budget(
             window=settings.context_window,
-            response_reserve=settings.llm_max_response_tokens,
+            # Reasoning tokens fill the window too while the answer is written.
+            response_reserve=self.llm.output_budget(),
             warning_fraction=settings.context_warning_fraction,
             flush_fraction=settings.context_flush_fraction,
             target_fraction=settings.context_target_fraction,

@@ -151,16 +151,19 @@ class LLMClient:
             raise LLMUnreachable(_describe_unreachable(error)) from error
         return 200
 
+    def output_budget(self, max_tokens: int | None = None) -> int:
+        """Tokens a call may generate: the answer's budget, plus room for the reasoning of a
+        model that thinks first (it counts against the same budget; without room the answer
+        comes back empty with finish_reason "length")."""
+        budget = max_tokens or self.max_response_tokens
+        return budget + self.reasoning_tokens if _thinks(self.model) else budget
+
     def request_head(self, *, max_tokens: int | None = None,
                      tool_choice: str | dict[str, Any] | None = None,
                      tools: bool = False) -> dict[str, Any]:
         """The request's parameters besides messages and tools."""
         head: dict[str, Any] = {"model": self.model}
-        budget = max_tokens or self.max_response_tokens
-        if _thinks(self.model):
-            # The model's reasoning counts against the same budget as its answer: leave room for
-            # it, or the answer comes back empty with finish_reason "length".
-            budget += self.reasoning_tokens
+        budget = self.output_budget(max_tokens)
         if _is_reasoning_model(self.model):
             # OpenAI's reasoning models refuse `max_tokens` ("Use 'max_completion_tokens'
             # instead") and any temperature but the default (tests/providers/openai_reasoning.py).

@@ -31,9 +31,9 @@ class Violation:
     # Other providers answer with other statuses and body shapes (llama.cpp: 500 with an integer
     # code; tests/providers/): `status` and `body`, when set, are what the server sends.
     status: int = 400
-    body: dict[str, Any] | None = None
+    body: dict[str, Any] | list[Any] | None = None
 
-    def error_body(self) -> dict[str, Any]:
+    def error_body(self) -> dict[str, Any] | list[Any]:
         if self.body is not None:
             return self.body
         return {"error": {"message": self.message, "type": "invalid_request_error",

@@ -85,6 +85,27 @@ class Provider:
 register(Provider)
 
 
+def unparsable_arguments(body: dict[str, Any]) -> list[Violation]:
+    """Replayed tool-call arguments that do not parse as JSON, for the servers that parse them:
+    vLLM (entrypoints/chat_utils.py turns each assistant tool call's arguments into a dict for
+    the chat template), Ollama (openai/openai.go unmarshals them into the call's arguments) and
+    llama.cpp (500 "Failed to parse tool call arguments as JSON", /work/shared/PROVIDERS.md).
+    Each profile gives the wording of its own server."""
+    found: list[Violation] = []
+    for i, message in enumerate(body.get("messages") or []):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            continue
+        for j, call in enumerate(message.get("tool_calls") or []):
+            arguments = (call.get("function") or {}).get("arguments") if isinstance(
+                call, dict) else None
+            try:
+                json.loads(arguments) if isinstance(arguments, str) else None
+            except ValueError as error:
+                found.append(Violation(f"Failed to parse tool call arguments as JSON: {error}",
+                                       f"messages[{i}].tool_calls[{j}].function.arguments"))
+    return found
+
+
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
