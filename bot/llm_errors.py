@@ -46,8 +46,10 @@ class ProviderError:
 
     def describe(self) -> str:
         """Everything the operator needs, for the log (records are redacted by bot/redact.py)."""
+        said = f" failed_generation={self.failed_generation[:500]!r}" if (
+            self.failed_generation) else ""
         return (f"HTTP {self.status} code={self.code or '-'} type={self.type or '-'}"
-                f" param={self.param or '-'}: {self.message[:1000]}")
+                f" param={self.param or '-'}: {self.message[:1000]}{said}")
 
 
 @dataclass(frozen=True)
