@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot.redact import redact
 from bot.tools import ToolError, parse_arguments
 
 Kind = Literal["overflow", "retry", "config", "history", "tool_use_failed", "refused"]
@@ -210,7 +211,8 @@ def _busy(status: int) -> str:
 
 
 def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
+    """The provider's words, short and without credentials (servers echo keys back)."""
+    text = redact(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
