@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # None (empty): not sent, the model's own default; never sent to OpenAI's reasoning models.
     llm_temperature: float | None = Field(default=None, ge=0, le=2)
     llm_max_response_tokens: int = 1024
-    # Room for reasoning on top of the answer's budget, for models that think first (bot/llm.py).
+    # Room for reasoning on top of the answer's budget, for models that think first (bot/llm.py);
+    # at most a quarter of the context window.
     llm_reasoning_tokens: int = Field(default=8192, ge=0)
     llm_timeout: float = 60.0
     llm_max_retries: int = 3

@@ -92,6 +92,7 @@ class Engine(CommandsMixin):
             temperature=settings.llm_temperature,
             max_response_tokens=settings.llm_max_response_tokens,
             reasoning_tokens=settings.llm_reasoning_tokens,
+            context_window=settings.context_window,
             timeout=settings.llm_timeout,
             max_retries=settings.llm_max_retries,
             retry_backoff=settings.llm_retry_backoff,

@@ -114,6 +114,7 @@ class LLMClient:
         temperature: float | None = None,
         max_response_tokens: int = 1024,
         reasoning_tokens: int = 8192,
+        context_window: int | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
         retry_backoff: float = 0.5,
@@ -125,6 +126,8 @@ class LLMClient:
         self.temperature = temperature
         self.max_response_tokens = max_response_tokens
         self.reasoning_tokens = reasoning_tokens
+        # Caps the room for reasoning (the model's window; the engine keeps it current).
+        self.context_window = context_window
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
@@ -135,6 +138,9 @@ class LLMClient:
             base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout,
             max_retries=0, http_client=openai.DefaultAioHttpClient(timeout=timeout),
         )
+        # Set when the server refuses the parameter, whatever the model's name says (a reasoning
+        # model deployed under another name): not sent again.
+        self.refused: set[str] = set()
         self._tools_cache: tuple[list[dict[str, Any]], str] | None = None
         self._slots = asyncio.Semaphore(max_concurrency)
 
@@ -156,7 +162,14 @@ class LLMClient:
         model that thinks first (it counts against the same budget; without room the answer
         comes back empty with finish_reason "length")."""
         budget = max_tokens or self.max_response_tokens
-        return budget + self.reasoning_tokens if _thinks(self.model) else budget
+        if not _thinks(self.model):
+            return budget
+        room = self.reasoning_tokens
+        if self.context_window:
+            # A local R1 distill on Ollama's 4,096-token default must keep most of its window
+            # for the conversation: vLLM refuses prompt + max_tokens over max_model_len.
+            room = min(room, self.context_window // 4)
+        return budget + room
 
     def request_head(self, *, max_tokens: int | None = None,
                      tool_choice: str | dict[str, Any] | None = None,
@@ -164,14 +177,16 @@ class LLMClient:
         """The request's parameters besides messages and tools."""
         head: dict[str, Any] = {"model": self.model}
         budget = self.output_budget(max_tokens)
-        if _is_reasoning_model(self.model):
+        if _is_reasoning_model(self.model) or "max_tokens" in self.refused:
             # OpenAI's reasoning models refuse `max_tokens` ("Use 'max_completion_tokens'
             # instead") and any temperature but the default (tests/providers/openai_reasoning.py).
             head["max_completion_tokens"] = budget
         else:
-            if self.temperature is not None:  # None: the model's own default
-                head["temperature"] = self.temperature
             head["max_tokens"] = budget
+        reasoning = _is_reasoning_model(self.model) or bool(
+            self.refused & {"max_tokens", "temperature"})
+        if self.temperature is not None and not reasoning:  # None: the model's own default
+            head["temperature"] = self.temperature
         if tools:
             head["tool_choice"] = tool_choice or self.tool_choice
         return head
@@ -181,25 +196,31 @@ class LLMClient:
         tools: list[dict[str, Any]] | None = None, *, max_tokens: int | None = None,
         tool_choice: str | dict[str, Any] | None = None,
     ) -> Completion:
-        head = self.request_head(max_tokens=max_tokens, tool_choice=tool_choice,
-                                 tools=bool(tools))
-        parts = [json.dumps(head, ensure_ascii=False)[:-1], ',"messages":[']
-        parts.append(",".join(
+        parts = [',"messages":[', ",".join(
             m if isinstance(m, RawJSON) else json.dumps(m, ensure_ascii=False) for m in messages
-        ))
-        parts.append("]")
+        ), "]"]
         if tools:
             parts += [',"tools":', self._tools_json(tools)]
         parts.append("}")
-        body = "".join(parts).encode()
+        rest = "".join(parts)
         started = time.perf_counter()
-        try:
-            raw = await self._with_retries(body)
-        except _Rescued as rescued:
-            rescued.completion.wait_seconds = time.perf_counter() - started
-            return rescued.completion
-        waited = time.perf_counter() - started
-        return _parse(raw, waited)
+        while True:
+            head = self.request_head(max_tokens=max_tokens, tool_choice=tool_choice,
+                                     tools=bool(tools))
+            body = (json.dumps(head, ensure_ascii=False)[:-1] + rest).encode()
+            try:
+                raw = await self._with_retries(body)
+            except _Rescued as rescued:
+                rescued.completion.wait_seconds = time.perf_counter() - started
+                return rescued.completion
+            except _Refused as refused:
+                param = refused.verdict.param or ""
+                if param in self.refused:
+                    raise LLMError(refused.verdict.explanation, "config") from None
+                log.warning("the model refuses %r: not sending it from now on", param)
+                self.refused.add(param)
+                continue
+            return _parse(raw, time.perf_counter() - started)
 
     def _tools_json(self, tools: list[dict[str, Any]]) -> str:
         # The tool schemas are the same list on every call: encode them once.
@@ -240,6 +261,8 @@ class LLMClient:
                         continue
                     if rescued := _rescue(body, error):
                         raise _Rescued(rescued) from None
+                if verdict.kind == "parameter":
+                    raise _Refused(verdict) from None
                 if verdict.kind == "history":
                     raise LLMError(_history_explanation(body, verdict), "history") from None
                 if verdict.kind != "retry" or attempt >= self.max_retries:
@@ -257,6 +280,12 @@ class LLMClient:
                 backoff = min(delay, 60.0) * (1.0 + 0.1 * random.random())
             log.warning("LLM call failed (attempt %d), retrying in %.1fs", attempt, backoff)
             await asyncio.sleep(backoff)
+
+
+class _Refused(Exception):
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.explanation)
+        self.verdict = verdict
 
 
 class _Rescued(Exception):

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from bot.redact import redact
 from bot.tools import ToolError, parse_arguments
 
-Kind = Literal["overflow", "retry", "config", "history", "tool_use_failed", "refused"]
+Kind = Literal["overflow", "retry", "config", "history", "tool_use_failed", "parameter",
+               "refused"]
 
 _OVERFLOW_HINTS = (
     "context_length_exceeded",
@@ -59,6 +60,7 @@ class Verdict:
     explanation: str  # one line, safe to show a user
     wait: float | None = None  # seconds to wait before the retry (kind "retry")
     message_index: int | None = None  # kind "history": which message of the request
+    param: str | None = None  # kind "parameter": the request parameter the model refuses
 
 
 def parse_error(status: int, body: bytes, headers: Any) -> ProviderError:
@@ -169,6 +171,13 @@ def classify(error: ProviderError) -> Verdict:
     for hint, explanation in _CONFIG:
         if hint in text:
             return Verdict("config", explanation)
+    # OpenAI's reasoning models under a name we do not recognise (an Azure deployment, a proxy's
+    # alias): their refusals of max_tokens and temperature (tests/openai_rules.py cites them).
+    if "use 'max_completion_tokens' instead" in text:
+        return Verdict("parameter", "The model refuses max_tokens.", param="max_tokens")
+    if "only the default (1) value is supported" in text and "temperature" in text:
+        return Verdict("parameter", "The model refuses the temperature setting: leave"
+                       " LLM_TEMPERATURE empty.", param="temperature")
     if "tool_use_failed" in (error.code, error.type):
         return Verdict("tool_use_failed", "The model wrote a function call the server could not"
                        " read (Groq tool_use_failed), twice.")

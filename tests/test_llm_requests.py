@@ -21,12 +21,13 @@ import pytest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.llm import LLMClient, LLMError
-from bot.llm_errors import ProviderError, classify, wait_hint
+from bot.llm_errors import ProviderError, classify, parse_error, wait_hint
 from bot.messages import CALL_ID, make_call_id, wire_call_id
 from bot.tools import TOOL_SCHEMAS
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, Step, call, fail, raw_body, raw_call, say
-from tests.providers import provider
+from tests.openai_rules import Violation
+from tests.providers import Provider, provider
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -98,6 +99,44 @@ async def test_without_room_for_reasoning_the_answer_is_empty(llm: ScriptedLLM) 
     starved = await chat(llm, reasoning_tokens=0)
     assert (starved.content, starved.tool_calls, starved.finish_reason) == ("", [], "length")
     assert (await chat(llm)).tool_calls  # the default room is enough
+
+
+async def test_the_room_for_reasoning_leaves_most_of_a_small_window_to_the_conversation(
+    llm: ScriptedLLM
+) -> None:
+    llm.push(call("send_message", message="a"))
+    # A local R1 distill on Ollama's default 4,096-token window.
+    await chat(llm, model="deepseek-r1:8b", context_window=4096, temperature=0.6)
+    assert llm.requests[0]["max_tokens"] == 1024 + 4096 // 4
+    assert llm.requests[0]["temperature"] == 0.6
+
+
+class AzureReasoning(Provider):
+    """An OpenAI reasoning model deployed under a name of the operator's choosing (Azure OpenAI
+    deployments, proxy aliases): it refuses what o4-mini refuses, whatever it is called."""
+
+    name = "azure-reasoning"
+    model = "my-deployment"
+
+    def reject(self, body: dict[str, Any]) -> list[Violation]:
+        renamed = {**body, "model": "o4-mini"}
+        return [v for v in super().reject(renamed) if v.param in ("max_tokens", "temperature")]
+
+
+async def test_a_reasoning_model_under_another_name_is_adapted_to_once() -> None:
+    async with ScriptedLLM(provider=AzureReasoning()) as llm:
+        llm.push(call("send_message", message="a"), call("send_message", message="b"))
+        client = client_for(llm, temperature=0.7)
+        try:
+            await client.chat(USER, TOOL_SCHEMAS)
+            await client.chat(USER, TOOL_SCHEMAS)
+        finally:
+            await client.aclose()
+        # Both refused in the first request (the server answers the first); none after.
+        assert [v.param for v in llm.take_violations()] == ["max_tokens", "temperature"]
+        assert [sorted(k for k in r if "tokens" in k or k == "temperature")
+                for r in llm.requests] == [["max_tokens", "temperature"],
+                                           ["max_completion_tokens"], ["max_completion_tokens"]]
 
 
 async def test_an_empty_temperature_is_not_sent(llm: ScriptedLLM,
@@ -357,6 +396,36 @@ async def test_a_rate_limit_waits_as_long_as_the_server_says(
         completion = await chat(llm, retry_backoff=5.0)  # the server's hint, not the backoff
     assert completion.tool_calls and llm.chat_calls == 2
     assert "retrying in 0.0s" in caplog.text
+
+
+async def test_replayed_arguments_a_server_cannot_parse_are_not_retried(
+    llm: ScriptedLLM
+) -> None:
+    # llama.cpp answers every later request of that history with this 500.
+    llm.push(raw_body(json.dumps({"error": {"code": 500, "type": "server_error", "message":
+                                            "Failed to parse tool call arguments as JSON:"
+                                            " [json.exception.parse_error.101]"}}), status=500))
+    with pytest.raises(LLMError, match="/pop") as caught:
+        await chat(llm)
+    assert caught.value.kind == "history" and llm.chat_calls == 1
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (400, [{"error": {"code": 400, "message": "bad", "status": "INVALID_ARGUMENT"}}],
+     ("bad", "400", "INVALID_ARGUMENT")),  # Gemini
+    (400, {"error": "registry.ollama.ai/library/x does not support tools"},
+     ("registry.ollama.ai/library/x does not support tools", "", "")),  # Ollama native
+    (400, {"type": "error", "error": {"type": "invalid_request_error", "message": "m"}},
+     ("m", "", "invalid_request_error")),  # Anthropic
+    (400, {"object": "error", "message": "v", "type": "BadRequestError", "code": 400},
+     ("v", "400", "BadRequestError")),  # vLLM, older builds
+    (502, "<html>Bad gateway</html>", ("<html>Bad gateway</html>", "", "")),
+])
+def test_errors_are_read_in_every_shape(status: int, body: Any,
+                                        expected: tuple[str, str, str]) -> None:
+    raw = (body if isinstance(body, str) else json.dumps(body)).encode()
+    error = parse_error(status, raw, {})
+    assert (error.message, error.code, error.type) == expected
 
 
 def test_wait_hints_in_every_form() -> None:

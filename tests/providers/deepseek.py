@@ -28,7 +28,6 @@ MISSING = "The reasoning_content in the thinking mode must be passed back to the
 class DeepSeekThinking(Provider):
     name: ClassVar[str] = "deepseek-thinking"
     model: ClassVar[str] = "deepseek-v4-flash"
-    settings: ClassVar[dict[str, Any]] = {"llm_reasoning_tokens": 1000}
 
     def __init__(self) -> None:
         super().__init__()

@@ -43,7 +43,6 @@ def _missing(index: int, name: str) -> Violation:
 class Gemini3(Provider):
     name: ClassVar[str] = "gemini3"
     model: ClassVar[str] = "gemini-3-flash-preview"
-    settings: ClassVar[dict[str, Any]] = {"llm_reasoning_tokens": 1000}
 
     def __init__(self) -> None:
         super().__init__()

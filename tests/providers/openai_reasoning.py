@@ -23,16 +23,13 @@ from typing import Any, ClassVar
 from tests.llm_server import Step
 from tests.providers import Provider, register
 
-REASONING = 1500  # tokens the model thinks before each answer
+REASONING = 1200  # tokens the model thinks before each answer
 
 
 @register
 class OpenAIReasoning(Provider):
     name: ClassVar[str] = "openai-reasoning"
     model: ClassVar[str] = "o4-mini"
-    # The end-to-end test's 6,000-token window cannot also hold the default 8,192 tokens of room
-    # for reasoning: a small window needs a small (but sufficient) LLM_REASONING_TOKENS.
-    settings: ClassVar[dict[str, Any]] = {"llm_reasoning_tokens": 2000}
 
     def render(self, body: dict[str, Any], step: Step) -> Step:
         budget = body.get("max_completion_tokens")
