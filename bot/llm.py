@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +28,15 @@ from bot.llm_errors import (
     ProviderError,
     Verdict,
     classify,
+    history_explanation,
     parse_error,
     rescue_calls,
 )
 from bot.messages import ToolCall
-from bot.tools import ToolError, parse_arguments
+
+# Re-exported: the agent imports them from here.
+from bot.replay import MAX_CALL_ID as MAX_CALL_ID
+from bot.replay import replayable_calls as replayable_calls
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +268,7 @@ class LLMClient:
                 if verdict.kind == "parameter":
                     raise _Refused(verdict) from None
                 if verdict.kind == "history":
-                    raise LLMError(_history_explanation(body, verdict), "history") from None
+                    raise LLMError(history_explanation(body, verdict), "history") from None
                 if verdict.kind != "retry" or attempt >= self.max_retries:
                     raise LLMError(verdict.explanation, verdict.kind) from None
                 delay = verdict.wait
@@ -307,62 +311,6 @@ def _rescue(body: bytes, error: ProviderError) -> Completion | None:
     log.info("rescued %d call(s) from a tool_use_failed answer", len(found))
     calls = [ToolCall("", name, arguments) for name, arguments in found]
     return Completion(content=None, tool_calls=calls, finish_reason="tool_calls")
-
-
-def _history_explanation(body: bytes, verdict: Verdict) -> str:
-    """Which stored message the server refused, so the operator can /pop it."""
-    where = ""
-    if verdict.message_index is not None:
-        messages = json.loads(body).get("messages") or []
-        if 0 <= verdict.message_index < len(messages):
-            message = messages[verdict.message_index]
-            said = message.get("content") if isinstance(message.get("content"), str) else ""
-            names = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
-            shown = said or (f"calls {', '.join(n for n in names if n)}" if names else "")
-            shown = " ".join(shown.split())
-            shown = shown if len(shown) <= 60 else shown[:59] + "…"
-            where = (f" It is message {verdict.message_index} of the prompt"
-                     f" ({message.get('role')}: {shown!r}).")
-    return (f"{verdict.explanation}{where} If this keeps happening, /pop removes the latest"
-            " messages from the conversation.")
-
-
-# What the API takes back in an assistant message (tests/openai_rules.py cites the rules): function
-# names of 1-64 letters, digits, "_" or "-", and distinct call ids of at most 40 characters.
-_NOT_IN_NAME = re.compile(r"[^a-zA-Z0-9_-]")
-MAX_CALL_ID = 40
-
-
-def replayable_calls(calls: list[ToolCall], fresh_id: Callable[[], str]) -> list[ToolCall]:
-    """The model's calls as they can be sent back: a name or id the API would refuse (a model
-    can return anything) would make every later request of the agent fail. What the model asked
-    for is still what runs and what its result reports."""
-    replayed: list[ToolCall] = []
-    taken: set[str] = set()
-    for call in calls:
-        name = _NOT_IN_NAME.sub("_", call.name)[:64] or "unnamed_function"
-        call_id = call.id
-        if not call_id or len(call_id) > MAX_CALL_ID or call_id in taken:
-            call_id = fresh_id()
-        taken.add(call_id)
-        replayed.append(ToolCall(call_id, name, _valid_json(call.arguments), dict(call.extra)))
-    return replayed
-
-
-def _valid_json(arguments: str) -> str:
-    """The arguments as JSON every server can parse again: vLLM, Ollama and llama.cpp parse the
-    replayed arguments of every call in history, and refuse the whole request if one does not
-    parse (llama.cpp: 500 "Failed to parse tool call arguments as JSON", on every later request;
-    /work/shared/PROVIDERS.md). Well-formed ones stay exactly as the model wrote them."""
-    try:
-        if isinstance(json.loads(arguments), dict):
-            return arguments
-    except ValueError:
-        pass
-    try:  # the agent's own repair: what it executes is what is replayed
-        return json.dumps(parse_arguments(arguments), ensure_ascii=False)
-    except ToolError:
-        return "{}"
 
 
 # OpenAI's reasoning models: o1, o3, o4-mini and gpt-5.x (but not gpt-5-chat, a chat model).

@@ -206,6 +206,24 @@ def classify(error: ProviderError) -> Verdict:
                    f" {error.status}: {_clip(error.message, 160)}).")
 
 
+def history_explanation(body: bytes, verdict: Verdict) -> str:
+    """Which stored message the server refused, so the operator can /pop it."""
+    where = ""
+    if verdict.message_index is not None:
+        messages = json.loads(body).get("messages") or []
+        if 0 <= verdict.message_index < len(messages):
+            message = messages[verdict.message_index]
+            said = message.get("content") if isinstance(message.get("content"), str) else ""
+            names = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
+            shown = said or (f"calls {', '.join(n for n in names if n)}" if names else "")
+            shown = " ".join(shown.split())
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            where = (f" It is message {verdict.message_index} of the prompt"
+                     f" ({message.get('role')}: {shown!r}).")
+    return (f"{verdict.explanation}{where} If this keeps happening, /pop removes the latest"
+            " messages from the conversation.")
+
+
 def _history(error: ProviderError) -> Verdict:
     found = _MESSAGE_PARAM.search(error.param) or _MESSAGE_PARAM.search(error.message)
     index = int(found.group(1)) if found else None
