@@ -7,7 +7,6 @@ cannot forge a system event by typing one (their text is always a JSON string va
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import string
@@ -51,11 +50,15 @@ def is_clean(text: str) -> bool:
 # Tool-call ids as every provider takes them: Mistral (La Plateforme, and vLLM in mistral tokenizer
 # mode) refuses any id but nine letters or digits ("Tool call id was call_0 but must be a-z, A-Z,
 # 0-9, with a length of 9."; mistral-common protocol/instruct/validator.py), the strictest rule
-# of all (OpenAI: at most 40 characters). Ids we make have that shape; any other id (a provider's
-# own, or one stored before) is sent as a stable nine-character digest of it, in the call and in
-# its result alike, so history from any server replays on any other.
+# of all (OpenAI: at most 40 characters). Ids we make have that shape; a provider's own ids go
+# back exactly as it gave them (a proxy may tie other fields to them: OpenRouter's
+# reasoning_details).
 CALL_ID = re.compile(r"^[a-zA-Z0-9]{9}$")
 _ALPHABET = string.digits + string.ascii_letters
+# The ids we made before (plain_7 for a plain answer, call_12 for a fresh id, call_0 for a call
+# without one), still in stored conversations: sent in the new shape, the call and its result
+# alike.
+_LEGACY_ID = re.compile(r"^(plain|call)_(\d+)$")
 
 
 def make_call_id(prefix: str, number: int) -> str:
@@ -68,10 +71,8 @@ def make_call_id(prefix: str, number: int) -> str:
 
 
 def wire_call_id(call_id: str) -> str:
-    if CALL_ID.match(call_id):
-        return call_id
-    digest = int.from_bytes(hashlib.blake2b(call_id.encode(), digest_size=8).digest(), "big")
-    return "".join(_ALPHABET[(digest >> (6 * k)) % 62] for k in range(9))
+    legacy = _LEGACY_ID.match(call_id)
+    return make_call_id(legacy.group(1)[0], int(legacy.group(2))) if legacy else call_id
 
 
 @dataclass

@@ -245,10 +245,12 @@ async def test_openrouter_reasoning_details_go_back_unchanged(engine: Engine,
 def test_every_id_we_send_has_the_one_shape_all_providers_take() -> None:
     assert all(CALL_ID.match(make_call_id(p, n)) for p in "cp" for n in (1, 7, 10**12))
     assert make_call_id("c", 7) != make_call_id("p", 7) != make_call_id("c", 8)
-    for original in ("call_0", "plain_7", "toolu_01" + "A" * 22, "c" * 41, ""):
-        assert CALL_ID.match(wire_call_id(original)) and wire_call_id(original) == wire_call_id(
-            original)
-    assert wire_call_id("abcDEF123") == "abcDEF123"  # a provider's own id of that shape
+    # Ids we stored before, in the old shapes: sent as the ids made now for the same message.
+    assert [wire_call_id(i) for i in ("plain_7", "call_12", "call_0")] == [
+        make_call_id("p", 7), make_call_id("c", 12), make_call_id("c", 0)]
+    # A provider's own ids go back as they came.
+    for own in ("call_Ab3xYz0123456789abcdEFGH", "toolu_01" + "A" * 22, "abcDEF123"):
+        assert wire_call_id(own) == own
 
 
 def test_mistral_refuses_other_ids_with_its_wording() -> None:
@@ -265,15 +267,15 @@ def test_mistral_refuses_other_ids_with_its_wording() -> None:
 
 
 @pytest.mark.provider("mistral")
-async def test_plain_answers_fresh_ids_and_foreign_ids_replay_on_mistral(
+async def test_plain_answers_and_fresh_ids_replay_on_mistral(
     engine: Engine, llm: ScriptedLLM
 ) -> None:
     llm.push(say("Plain hello."))  # stored as a send_message call with an id we make
     assert (await engine.send("cli:a", "hi", spec=SPEC)).replies == ["Plain hello."]
-    llm.push(answer({"content": None, "tool_calls": [  # ids another server gave (no id, long)
+    llm.push(answer({"content": None, "tool_calls": [  # calls without an id, or with one too long
         {"type": "function", "function": {"name": "core_memory_append", "arguments":
          '{"label": "human", "content": "x", "request_heartbeat": true}'}},
-        {"id": "toolu_01" + "B" * 22, "type": "function",
+        {"id": "x" * 41, "type": "function",
          "function": {"name": "conversation_search", "arguments": '{"query": "x"}'}}]}),
         call("send_message", message="Done."))
     assert (await engine.send("cli:a", "more", spec=SPEC)).replies == ["Done."]
@@ -281,6 +283,33 @@ async def test_plain_answers_fresh_ids_and_foreign_ids_replay_on_mistral(
     ids = [c["id"] for m in sent for c in m.get("tool_calls") or []]
     ids += [m["tool_call_id"] for m in sent if m["role"] == "tool"]
     assert len(ids) == 6 and all(CALL_ID.match(i) for i in ids)
+    assert llm.take_violations() == []
+
+
+@pytest.mark.provider("mistral")
+async def test_a_conversation_stored_with_the_old_ids_replays_on_mistral(
+    make_settings: Callable[..., Settings], llm: ScriptedLLM
+) -> None:
+    settings = make_settings()
+    async with Engine(settings) as engine:
+        llm.push(say("Plain hello."), raw_call("core_memory_append", '{"label": "human",'
+                                               ' "content": "x", "request_heartbeat": true}'),
+                 call("send_message", message="ok"))
+        await engine.send("cli:a", "hi", spec=SPEC)
+        await engine.send("cli:a", "again", spec=SPEC)
+    with sqlite3.connect(settings.db_path) as db:  # as the previous version stored them
+        for message_id, calls in db.execute("SELECT id, tool_calls FROM messages WHERE"
+                                            " tool_calls IS NOT NULL").fetchall():
+            old = f"call_{message_id}" if "send_message" not in calls else f"plain_{message_id}"
+            new = json.loads(calls)
+            db.execute("UPDATE messages SET tool_call_id=? WHERE tool_call_id=?",
+                       (old, new[0]["id"]))
+            new[0]["id"] = old
+            db.execute("UPDATE messages SET tool_calls=? WHERE id=?", (json.dumps(new),
+                                                                       message_id))
+    async with Engine(settings) as engine:
+        llm.push(call("send_message", message="Still fine."))
+        assert (await engine.send("cli:a", "later", spec=SPEC)).replies == ["Still fine."]
     assert llm.take_violations() == []
 
 
