@@ -78,6 +78,16 @@ def parse_error(status: int, body: bytes, headers: Any) -> ProviderError:
     if isinstance(data, dict) and error is None and "message" in data:
         error = data  # a bare {"message": ..., "object": "error"} (vLLM, Mistral)
     message, code, kind, param, generation = text[:2000], "", "", "", None
+    upstream = _upstream(error)
+    if upstream is not None:
+        # OpenRouter: {"message": "Provider returned error", "metadata": {"raw": "<the upstream
+        # provider's own error body>", "provider_name": …}} (reVrost/go-openrouter#21,
+        # prism-php/prism#813): the upstream's words are the reason.
+        inner = parse_error(status, upstream.encode(), headers)
+        name = error["metadata"].get("provider_name") if isinstance(error, dict) else None
+        return ProviderError(status, f"{inner.message} (upstream: {name})" if name else
+                             inner.message, inner.code, inner.type, inner.param,
+                             inner.retry_after, inner.failed_generation)
     if isinstance(error, dict):
         message = str(error.get("message") or message)
         code = str(error.get("code") or "")
@@ -88,6 +98,14 @@ def parse_error(status: int, body: bytes, headers: Any) -> ProviderError:
     elif isinstance(error, str):
         message = error
     return ProviderError(status, message, code, kind, param, _retry_after(headers), generation)
+
+
+def _upstream(error: Any) -> str | None:
+    metadata = error.get("metadata") if isinstance(error, dict) else None
+    raw = metadata.get("raw") if isinstance(metadata, dict) else None
+    if isinstance(raw, dict | list):
+        return json.dumps(raw)
+    return raw if isinstance(raw, str) and raw.strip() else None
 
 
 def _retry_after(headers: Any) -> float | None:

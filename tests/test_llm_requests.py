@@ -239,6 +239,24 @@ async def test_openrouter_reasoning_details_go_back_unchanged(engine: Engine,
     assert replayed["reasoning_details"] == details
 
 
+@pytest.mark.provider("openrouter")
+async def test_openrouter_relays_the_upstream_reason_when_reasoning_details_are_missing(
+    llm: ScriptedLLM
+) -> None:
+    unsigned = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "t1", "type": "function", "function": {"name": "send_message",
+                                                      "arguments": '{"message": "x"}'}}]}
+    messages = [*USER, unsigned, {"role": "tool", "tool_call_id": "t1", "content": "ok"}]
+    client = client_for(llm)
+    try:
+        with pytest.raises(LLMError, match="missing a thought_signature") as caught:
+            await client.chat(messages, TOOL_SCHEMAS)
+    finally:
+        await client.aclose()
+    assert caught.value.kind == "history" and "/pop" in str(caught.value)
+    assert len(llm.take_violations()) == 1 and llm.chat_calls == 1
+
+
 # -- 3. Mistral's nine-character ids ----------------------------------------------------------
 
 
@@ -449,6 +467,11 @@ async def test_replayed_arguments_a_server_cannot_parse_are_not_retried(
     (400, {"object": "error", "message": "v", "type": "BadRequestError", "code": 400},
      ("v", "400", "BadRequestError")),  # vLLM, older builds
     (502, "<html>Bad gateway</html>", ("<html>Bad gateway</html>", "", "")),
+    (400, {"error": {"message": "Provider returned error", "code": 400, "metadata": {
+        "raw": json.dumps({"error": {"message": "Invalid 'input'", "type":
+                                     "invalid_request_error", "param": "input", "code": None}}),
+        "provider_name": "OpenAI"}}},
+     ("Invalid 'input' (upstream: OpenAI)", "", "invalid_request_error")),  # OpenRouter
 ])
 def test_errors_are_read_in_every_shape(status: int, body: Any,
                                         expected: tuple[str, str, str]) -> None:

@@ -29,7 +29,7 @@ from tests.providers import Provider, register
 DUMMY = "skip_thought_signature_validator"
 
 
-def _missing(index: int, name: str) -> Violation:
+def missing_signature(index: int, name: str) -> Violation:
     message = ("Function call is missing a thought_signature in functionCall parts. This is"
                " required for tools to work correctly, and missing thought_signature may lead to"
                f" degraded model performance. Additional data, function call `default_api:{name}`"
@@ -61,7 +61,8 @@ class Gemini3(Provider):
                 continue
             google = (calls[0].get("extra_content") or {}).get("google") or {}
             if google.get("thought_signature") not in self.signatures | {DUMMY}:
-                found.append(_missing(index, (calls[0].get("function") or {}).get("name", "")))
+                name = (calls[0].get("function") or {}).get("name", "")
+                found.append(missing_signature(index, name))
         return found
 
     def shape(self, body: dict[str, Any], message: dict[str, Any], step: Step) -> None:
