@@ -163,7 +163,8 @@ def _turn_rows(first_id: int) -> list[tuple[str, tuple[Any, ...]]]:
     """A plain turn's writes: three messages, the input marked answered, agent state, usage."""
     rows: list[tuple[str, tuple[Any, ...]]] = [
         (INSERT_MESSAGE, (first_id + n, "dm:1", "ag1", "user", "user_message", "{}", "hello there",
-                          "Bo", "1", None, None, None, "2026-01-01T00:00:00+00:00", 1, 0, None))
+                          "Bo", "1", None, None, None, "2026-01-01T00:00:00+00:00", 1, 0, None,
+                          None))
         for n in range(3)]
     rows += [("UPDATE messages SET pending=0 WHERE id=?", (first_id,)),
              ("INSERT INTO kv (key, value) VALUES ('state', '1') ON CONFLICT(key)"

@@ -234,10 +234,8 @@ def history_explanation(body: bytes, verdict: Verdict) -> str:
             said = message.get("content") if isinstance(message.get("content"), str) else ""
             names = [c.get("function", {}).get("name") for c in message.get("tool_calls") or []]
             shown = said or (f"calls {', '.join(n for n in names if n)}" if names else "")
-            shown = " ".join(shown.split())
-            shown = shown if len(shown) <= 60 else shown[:59] + "…"
             where = (f" It is message {verdict.message_index} of the prompt"
-                     f" ({message.get('role')}: {shown!r}).")
+                     f" ({message.get('role')}: {_clip(shown, 60)!r}).")
     return (f"{verdict.explanation}{where} If this keeps happening, /pop removes the latest"
             " messages from the conversation.")
 
