@@ -36,10 +36,11 @@ def replayable_calls(calls: list[ToolCall], fresh_id: Callable[[], str]) -> list
 
 
 def valid_json(arguments: str) -> str:
-    """The arguments as JSON every server can parse again: vLLM, Ollama and llama.cpp parse the
-    replayed arguments of every call in history, and refuse the whole request if one does not
-    parse (llama.cpp: 500 "Failed to parse tool call arguments as JSON", on every later request;
-    /work/shared/PROVIDERS.md). Well-formed ones stay exactly as the model wrote them."""
+    """The arguments as JSON every server can parse again: vLLM (chat_utils.py
+    `_postprocess_messages`) and llama.cpp parse the replayed arguments of every call in
+    history, and refuse the whole request if one does not parse (llama.cpp: 500 "Failed to
+    parse tool call arguments as JSON" on every later request; /work/shared/PROVIDERS.md).
+    Well-formed ones stay exactly as the model wrote them."""
     try:
         if isinstance(json.loads(arguments), dict):
             return arguments

@@ -87,10 +87,10 @@ register(Provider)
 
 def unparsable_arguments(body: dict[str, Any]) -> list[Violation]:
     """Replayed tool-call arguments that do not parse as JSON, for the servers that parse them:
-    vLLM (entrypoints/chat_utils.py turns each assistant tool call's arguments into a dict for
-    the chat template), Ollama (openai/openai.go unmarshals them into the call's arguments) and
-    llama.cpp (500 "Failed to parse tool call arguments as JSON", /work/shared/PROVIDERS.md).
-    Each profile gives the wording of its own server."""
+    vLLM (entrypoints/chat_utils.py `_postprocess_messages` json.loads each assistant tool
+    call's arguments for the chat template), llama.cpp (500 "Failed to parse tool call arguments
+    as JSON", measured: /work/shared/PROVIDERS.md) and, as issue 11 reports, Ollama. Each profile
+    gives the wording of its own server."""
     found: list[Violation] = []
     for i, message in enumerate(body.get("messages") or []):
         if not isinstance(message, dict) or message.get("role") != "assistant":
