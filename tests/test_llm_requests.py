@@ -13,6 +13,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -22,7 +23,8 @@ from bot.config import Settings
 from bot.engine import Engine
 from bot.llm import LLMClient, LLMError
 from bot.llm_errors import ProviderError, classify, parse_error, wait_hint
-from bot.messages import CALL_ID, make_call_id, wire_call_id
+from bot.messages import CALL_ID, Message, make_call_id, wire_call_id
+from bot.store import MIGRATIONS, Store
 from bot.tools import TOOL_SCHEMAS
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, Step, call, fail, raw_body, raw_call, say
@@ -178,6 +180,30 @@ async def test_deepseek_gets_reasoning_content_back_also_after_a_restart(
     sent = [m for m in llm.requests[-1]["messages"] if m["role"] == "assistant"]
     assert [m["reasoning_content"] for m in sent] == [first["reasoning_content"],
                                                       second["reasoning_content"]]
+
+
+async def test_a_database_of_the_previous_schema_gains_the_provider_fields(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # as the previous version left it: schema 5
+        for script in MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version=5")
+        db.execute("INSERT INTO messages (id, agent_id, agent_tag, role, kind, content,"
+                   " tool_calls, created_at) VALUES (1, 'a', 't', 'assistant', 'assistant', NULL,"
+                   " ?, '2026-01-01T00:00:00+00:00')", (json.dumps([{"id": "plain_1", "type":
+                   "function", "function": {"name": "send_message", "arguments": "{}"}}]),))
+    store = Store(path)
+    await store.open()
+    try:
+        [row] = await store.fetchall("SELECT * FROM messages")
+        message = Message.from_row(row)
+        assert message.extra == {} and message.tool_calls[0].extra == {}
+        assert CALL_ID.match(message.to_openai()["tool_calls"][0]["id"])
+        assert (await store.fetchone("PRAGMA user_version"))[0] == len(MIGRATIONS)
+    finally:
+        await store.close()
 
 
 def test_deepseek_refuses_a_tool_turn_without_its_reasoning() -> None:
