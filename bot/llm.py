@@ -65,7 +65,7 @@ class Usage:
 
 @dataclass
 class Completion:
-    content: str | None
+    content: str | None  # the answer's text, without any <think> block
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -73,6 +73,9 @@ class Completion:
     # Time spent waiting on the server (a free concurrency slot, the HTTP exchange, retry
     # back-off), excluding our own JSON work: what is left of a turn is the bot's overhead.
     wait_seconds: float = 0.0
+    # The model's private reasoning: a `reasoning_content` / `reasoning` field (DeepSeek, vLLM,
+    # Ollama, OpenRouter), "thinking" content parts (Magistral) or <think> blocks in the text.
+    reasoning: str | None = None
 
 
 @dataclass
@@ -158,17 +161,23 @@ class LLMClient:
     async def chat(
         self, messages: Sequence[dict[str, Any] | RawJSON],
         tools: list[dict[str, Any]] | None = None,
+        *,
+        max_tokens: int | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
     ) -> Completion:
+        """`max_tokens` and `tool_choice` override the configured ones for this call (a raised
+        budget after a cut-off answer; a forced send_message)."""
+        budget = max_tokens or self.max_response_tokens
         head: dict[str, Any] = {"model": self.model}
         if _is_reasoning_model(self.model):
             # They refuse `max_tokens` ("Use 'max_completion_tokens' instead") and any
             # temperature but the default; reasoning tokens count against this budget too.
-            head["max_completion_tokens"] = self.max_response_tokens
+            head["max_completion_tokens"] = budget
         else:
             head["temperature"] = self.temperature
-            head["max_tokens"] = self.max_response_tokens
+            head["max_tokens"] = budget
         if tools:
-            head["tool_choice"] = self.tool_choice
+            head["tool_choice"] = tool_choice or self.tool_choice
         parts = [json.dumps(head, ensure_ascii=False)[:-1], ',"messages":[']
         parts.append(",".join(
             m if isinstance(m, RawJSON) else json.dumps(m, ensure_ascii=False) for m in messages
@@ -281,10 +290,12 @@ def _parse(raw: bytes, waited: float) -> Completion:
         if isinstance(call, dict) and isinstance(call.get("function"), dict)
     ]
     usage = response.get("usage")
-    content = message.get("content")
+    content, reasoning = read_content(message.get("content"))
+    reasoning = _joined(*(message.get(key) for key in _REASONING_FIELDS), reasoning)
     model = response.get("model")
     return Completion(
-        content=content if isinstance(content, str) else None,
+        content=content,
+        reasoning=reasoning,
         tool_calls=calls,
         finish_reason=choice.get("finish_reason"),
         usage=Usage(*(_count(usage.get(key)) for key in (
@@ -293,6 +304,48 @@ def _parse(raw: bytes, waited: float) -> Completion:
         model=model if isinstance(model, str) else None,
         wait_seconds=waited,
     )
+
+
+# Where servers put a thinking model's reasoning beside `content`: `reasoning_content` (DeepSeek,
+# api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers before 0.10) and
+# `reasoning` (Ollama's /v1, openai/openai.go; vLLM since 0.10; OpenRouter; Groq).
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+# <think>…</think> in the text when the server runs no reasoning parser (Qwen3, DeepSeek-R1
+# distills). A template that opens the block in the prompt leaves only "…</think>" in the answer
+# (the Qwen3-Thinking-2507 model card); a cut-off answer may never close it.
+_THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+_THINK_CLOSE = "</think>"
+
+
+def read_content(value: Any) -> tuple[str | None, str | None]:
+    """(text, reasoning) of a message's content: a string, or a list of parts — {"type":
+    "text"} and Magistral's {"type": "thinking", "thinking": [parts]} (spring-projects/spring-ai
+    #5019 shows the shape) — with any <think> blocks moved to the reasoning."""
+    thoughts: list[str | None] = []
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "thinking":
+                thoughts.append(read_content(part.get("thinking"))[0])
+            elif isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        value = "".join(texts) if texts else None
+    if not isinstance(value, str):
+        return None, _joined(*thoughts)
+    if _THINK_CLOSE in value and "<think>" not in value.split(_THINK_CLOSE, 1)[0]:
+        before, value = value.split(_THINK_CLOSE, 1)
+        thoughts.append(before)
+    if "<think>" in value:
+        thoughts += _THINK.findall(value)
+        value = _THINK.sub("", value)
+    return value.strip() or None, _joined(*thoughts)
+
+
+def _joined(*parts: Any) -> str | None:
+    texts = [p.strip() for p in parts if isinstance(p, str) and p.strip()]
+    return "\n\n".join(texts) if texts else None
 
 
 def _arguments(value: Any) -> str:
