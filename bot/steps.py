@@ -165,17 +165,23 @@ class StepLoop:
         return again
 
     async def _run(self, call: ToolCall, cut: bool) -> tools.ToolOutcome:
+        """Run one call, unless it already ran with the same arguments in this turn: its
+        result is in the context, and running an edit again would apply it twice."""
         turn = self._turn
         key = _call_key(call)
         if key in turn.seen:
             turn.looping = True
             return tools.ToolOutcome(False, f"Not run again: {call.name} was already called with"
                                      " these arguments in this turn; its result is above.")
-        turn.seen.add(key)
         turn.called = True
         if cut and call.name == "send_message":
             call = _marked_cut_off(call)
-        return await tools.execute(self, call.name, call.arguments)
+        outcome = await tools.execute(self, call.name, call.arguments)
+        if outcome.ok:
+            # Only a call that worked: a failed one may work the second time (an internal
+            # error), and one that fails again is bounded by the step cap.
+            turn.seen.add(key)
+        return outcome
 
     def _fresh_call_id(self) -> str:
         return f"call_{self.services.store.allocate_message_id()}"
