@@ -23,7 +23,17 @@ from bot.textcalls import extract
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS, TOOLS, Param, ToolSpec
 from tests.conftest import SPEC
-from tests.llm_server import ScriptedLLM, call, calls, fail, raw_body, raw_call, say, truncated
+from tests.llm_server import (
+    ScriptedLLM,
+    call,
+    calls,
+    context_overflow,
+    fail,
+    raw_body,
+    raw_call,
+    say,
+    truncated,
+)
 from tests.providers.content_parts import THOUGHT as PARTS_THOUGHT
 from tests.providers.reasoning_field import REASONING
 from tests.providers.think_tags import THINKING
@@ -315,6 +325,14 @@ async def test_cut_off_text_is_completed_or_marked(engine: Engine, llm: Scripted
              truncated(raw_call("send_message", '{"message": "Half a sentence')))
     [reply], _ = await talk(engine, "and then?")
     assert reply == "Half a sentence" + CUT_OFF_NOTE
+
+
+async def test_a_raised_budget_that_does_not_fit_keeps_the_cut_answer(
+    engine: Engine, llm: ScriptedLLM
+) -> None:
+    llm.push(truncated(say("Partly said")), context_overflow())
+    assert await talk(engine, "hi") == (["Partly said" + CUT_OFF_NOTE], [])
+    assert not (await engine.agent(AGENT)).summary  # no eviction for a budget we raised
 
 
 # --- 6. the same call again -----------------------------------------------------------------
