@@ -105,6 +105,8 @@ class Services:
     step_cap: int
     tool_output_limit: int
     plain_text_replies: bool
+    # Set when the server rejected a tool_choice naming send_message (bot/steps.py).
+    forcing_refused: bool = False
 
 
 class Agent(StepLoop):

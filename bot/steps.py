@@ -45,7 +45,6 @@ class Turn:
     person: bool = False  # a person's message started it: someone waits for a reply
     called: bool = False  # a function ran (plain text after it is monologue)
     asked: bool = False  # the model was asked for the reply it had not given
-    force_refused: bool = False  # the server rejected the forced tool_choice
     looping: bool = False  # a call came again with the same arguments
     max_tokens: int | None = None  # the raised output budget, once an answer was cut off
     seen: set[tuple[str, str]] = field(default_factory=set)
@@ -259,7 +258,7 @@ class StepLoop:
 
     async def _chat(self, messages: list[Any], offered: list[dict[str, Any]]) -> Completion:
         llm, turn = self.services.llm, self._turn
-        force = FORCE_REPLY if turn.asked and not turn.force_refused else None
+        force = FORCE_REPLY if turn.asked and not self.services.forcing_refused else None
         try:
             return await llm.chat(messages, offered, max_tokens=turn.max_tokens,
                                   tool_choice=force)
@@ -268,8 +267,8 @@ class StepLoop:
         except LLMError as error:
             if force is None:
                 raise
-            # A server that rejects a named tool_choice still gets asked, without it.
+            # A server that rejects a named tool_choice is asked without it, from now on.
             log.warning("LLM refused tool_choice send_message (%s); asking without it", error)
-            turn.force_refused = True
+            self.services.forcing_refused = True
             return await llm.chat(messages, offered, max_tokens=turn.max_tokens)
 

@@ -280,6 +280,11 @@ async def test_a_server_refusing_the_forced_choice_is_asked_without_it(
     assert await talk(engine, "I'm Ada") == (["Hi Ada."], [])
     assert llm.requests[1]["tool_choice"] == FORCE_REPLY
     assert llm.requests[2]["tool_choice"] == "auto"
+    # Not tried again on later turns: the server said no.
+    llm.push(call("core_memory_append", label="human", content="Tea.", request_heartbeat=False),
+             call("send_message", message="Tea."))
+    assert await talk(engine, "I like tea") == (["Tea."], [])
+    assert llm.requests[4]["tool_choice"] == "auto" and llm.chat_calls == 5
 
 
 async def test_no_reply_is_forced_when_nobody_waits(engine: Engine, llm: ScriptedLLM) -> None:
