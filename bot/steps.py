@@ -120,10 +120,15 @@ class StepLoop:
         """One LLM call and its function calls; returns whether to take another step."""
         completion = await self._complete()
         if completion.reasoning:
+            # Shown as a thought, not replayed: Qwen3's model card ("No Thinking Content in
+            # History") and DeepSeek's reasoning-model guide ("the CoT from previous rounds is
+            # not concatenated into the context") keep old reasoning out of the prompt. A
+            # provider that wants its reasoning field back (DeepSeek's thinking mode after a
+            # tool call) needs that field replayed as it came, not this text in the content.
             self._emit("thought", completion.reasoning)
         calls, text = completion.tool_calls, completion.content
         if not calls and text:
-            written = textcalls.extract(text, tools.TOOLS)
+            written = textcalls.extract(text, tools.TOOLS.keys() | tools.RETIRED.keys())
             calls, text = written.calls, written.text
         thoughts = (text or "").strip() or None
         cut = completion.finish_reason == "length"

@@ -36,6 +36,7 @@ _HERMES = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 _MISTRAL = "[TOOL_CALLS]"
 _MISTRAL_NAMED = re.compile(r"\s*([A-Za-z0-9_.-]{1,64})\s*\[ARGS\]")
 _PYTHON_TAG = "<|python_tag|>"
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _NAME = re.compile(r'"name"\s*:\s*"([^"]{1,64})"')
 _DECODER = json.JSONDecoder(strict=False)
 
@@ -140,7 +141,7 @@ def _llama(content: str, known: Collection[str]) -> TextCalls:
     before, tag, after = content.partition(_PYTHON_TAG)
     if not tag:
         before, after = "", content
-    text = after.strip()
+    text = _FENCE.sub("", after.strip())  # small models like a ```json fence around it
     calls: list[ToolCall] = []
     position = 0
     while position < len(text):

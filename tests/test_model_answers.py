@@ -134,6 +134,9 @@ def test_text_call_formats_are_read() -> None:
     llama = extract('<|python_tag|>{"name": "send_message", "parameters": {"message": "a"}}; '
                     '{"name": "send_message", "parameters": {"message": "b"}}', known)
     assert [json.loads(c.arguments)["message"] for c in llama.calls] == ["a", "b"]
+    fenced = extract('```json\n{"name": "send_message", "parameters": {"message": "f"}}\n```',
+                     known)
+    assert [c.name for c in fenced.calls] == ["send_message"]
     mistral = extract('[TOOL_CALLS]send_message[ARGS]{"message": "v11"}', known)
     assert [(c.name, c.arguments) for c in mistral.calls] == [
         ("send_message", '{"message": "v11"}')]
