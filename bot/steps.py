@@ -74,8 +74,6 @@ def _marked_cut_off(call: ToolCall) -> ToolCall:
     return ToolCall(call.id, call.name, json.dumps(arguments, ensure_ascii=False))
 
 
-
-
 class StepLoop:
     """The turn's steps, as part of bot.agent.Agent (its state, buffer and commit live there)."""
 
