@@ -18,6 +18,7 @@ import pytest
 from bot.agent import AgentEvent
 from bot.config import Settings
 from bot.engine import Engine
+from bot.llm import read_content
 from bot.steps import CUT_OFF_NOTE, FORCE_REPLY
 from bot.textcalls import extract
 from bot.tokens import TokenCounter
@@ -185,6 +186,16 @@ async def test_ollama_reasoning_field_with_empty_content(engine: Engine, llm: Sc
     events: list[AgentEvent] = []
     assert await talk(engine, "hi", events) == (["Now I answer."], [])
     assert thoughts(events) == ["Only thinking."]
+
+
+def test_content_and_reasoning_are_read_in_every_shape() -> None:
+    assert read_content("<think>\nhmm\n</think>\n\nHello") == ("Hello", "hmm")
+    assert read_content("hmm</think>Hello") == ("Hello", "hmm")  # opened by the template
+    assert read_content("<think>cut off mid-thought") == (None, "cut off mid-thought")
+    assert read_content([{"type": "thinking", "thinking": [{"type": "text", "text": "t"}]},
+                         {"type": "text", "text": "He"}, {"type": "text", "text": "llo"}]
+                        ) == ("Hello", "t")
+    assert read_content(42) == (None, None) and read_content([]) == (None, None)
 
 
 # --- 7. content as a list of parts ---------------------------------------------------------
