@@ -167,6 +167,18 @@ async def test_think_blocks_are_thoughts_never_sent(engine: Engine, llm: Scripte
     assert THINKING not in json.dumps(llm.requests[-1]["messages"])
 
 
+@pytest.mark.provider("think-tags")
+async def test_a_thinking_summarizer_leaves_no_think_block_in_the_summary(
+    engine: Engine, llm: ScriptedLLM
+) -> None:
+    for n in range(3):
+        llm.push(call("send_message", message=f"reply {n}"))
+        await talk(engine, f"message {n}")
+    llm.push(say("Ada said three things."))
+    assert await engine.summarize(AGENT) > 0
+    assert (await engine.agent(AGENT)).summary == "Ada said three things."
+
+
 @pytest.mark.provider("reasoning-field")
 async def test_reasoning_field_is_a_thought_never_sent(engine: Engine, llm: ScriptedLLM) -> None:
     llm.push(call("send_message", message="Hi!"), say("Plain words."))
