@@ -288,6 +288,10 @@ class Agent(StepLoop):
     def now_text(self) -> str:
         return local_time_text(utcnow(), self.services.context.tz)
 
+    def _fresh_call_id(self) -> str:
+        """An id for a call the model gave none (text calls, plain text stored as a call)."""
+        return f"call_{self.services.store.allocate_message_id()}"
+
     def _clip_output(self, text: str) -> str:
         limit = self.services.tool_output_limit
         if len(text) <= limit:

@@ -185,9 +185,6 @@ class StepLoop:
             turn.seen.add(key)
         return outcome
 
-    def _fresh_call_id(self) -> str:
-        return f"call_{self.services.store.allocate_message_id()}"
-
     def _plain_answer(self, thoughts: str | None, cut: bool) -> bool:
         """An answer with no function call. It is the reply only when it answers a person
         directly (their message, or the request for a reply) and PLAIN_TEXT_REPLIES is on;
@@ -208,7 +205,7 @@ class StepLoop:
             return False
         text = thoughts + CUT_OFF_NOTE if cut else thoughts
         # Store it as the send_message call it should have been, so the model keeps the format.
-        call = ToolCall(f"plain_{self.services.store.allocate_message_id()}", "send_message",
+        call = ToolCall(self._fresh_call_id(), "send_message",
                         json.dumps({"message": text}, ensure_ascii=False))
         self.append(self.new_message(
             "assistant", "assistant", None, tool_calls=[call], text=text
