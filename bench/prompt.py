@@ -79,9 +79,9 @@ async def run(quick: bool) -> Section:
         client = bench.engine.llm
         chat = client.chat
 
-        async def recording_chat(messages: Any, tools: Any = None) -> Any:
+        async def recording_chat(messages: Any, tools: Any = None, **options: Any) -> Any:
             recorder.record(list(messages), tools)
-            return await chat(messages, tools)
+            return await chat(messages, tools, **options)
 
         client.chat = recording_chat  # type: ignore[method-assign]
         done = await conversation(bench, "cli:prompt", turns)

@@ -12,31 +12,28 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from bot import tools
 from bot.context import ContextWindow
-from bot.llm import Completion, ContextOverflow, LLMClient, LLMError, replayable_calls
+from bot.llm import Completion, LLMClient, LLMError
 from bot.memory.archival import ArchivalMemory, PassagePage
 from bot.memory.core import CoreMemory
 from bot.memory.recall import RecallMemory, SearchPage
 from bot.messages import (
     INSERT_MESSAGE,
     Message,
-    ToolCall,
     iso,
     local_time_text,
     make_call_id,
     pack_system_event,
-    pack_tool_result,
     utcnow,
 )
+from bot.steps import OVERFLOW_RETRIES as OVERFLOW_RETRIES  # re-exported
+from bot.steps import StepLoop, Turn
 from bot.store import Statement, Store, agent_tag
 
 log = logging.getLogger(__name__)
-
-OVERFLOW_RETRIES = 2
 
 
 @dataclass
@@ -109,9 +106,11 @@ class Services:
     step_cap: int
     tool_output_limit: int
     plain_text_replies: bool
+    # Set when the server rejected a tool_choice naming send_message (bot/steps.py).
+    forcing_refused: bool = False
 
 
-class Agent:
+class Agent(StepLoop):
     def __init__(
         self,
         services: Services,
@@ -149,6 +148,7 @@ class Agent:
     def _reset_turn(self) -> None:
         self._clear_writes()
         self._result = TurnResult()
+        self._turn = Turn()
         self._sink: EventSink | None = None
 
     def _clear_writes(self) -> None:
@@ -192,9 +192,6 @@ class Agent:
     def notice(self, text: str) -> None:
         self._result.notices.append(text)
         self._emit("notice", text)
-
-    def pause_heartbeats(self, minutes: int) -> None:
-        self.paused_until = utcnow() + timedelta(minutes=minutes)
 
     def record_usage(self, purpose: str, completion: Completion) -> None:
         usage = completion.usage
@@ -274,6 +271,7 @@ class Agent:
             self.queue.append(message)
             self.mark_updated(message)
         self._result.answered_ids = [m.id for m in inputs if m.kind == "user_message"]
+        self._turn.person = bool(self._result.answered_ids)
         try:
             await self._steps()
         except LLMError as error:
@@ -288,125 +286,19 @@ class Agent:
     def _queue_for_delivery(self, inputs: list[Message], result: TurnResult) -> None:
         self._statements.extend(queue_replies(self.id, inputs, result))
 
-    async def _steps(self) -> None:
-        cap = self.services.step_cap
-        for step in range(1, cap + 1):
-            self._result.steps = step
-            if not await self._step():
-                return
-        if not self._result.replies:
-            self.notice(
-                f"I went around in circles ({cap} steps) without managing to answer. Please try"
-                " again or rephrase."
-            )
-        alert = f"Your last turn reached the limit of {cap} steps and was stopped."
-        self.append(self.new_message(
-            "user", "system_alert", pack_system_event("system_alert", alert, self.now_text())
-        ))
-
     def now_text(self) -> str:
         return local_time_text(utcnow(), self.services.context.tz)
 
-    async def _step(self) -> bool:
-        """One LLM call and its function calls; returns whether to take another step."""
-        completion = await self._complete()
-        thoughts = (completion.content or "").strip() or None
-        if not completion.tool_calls:
-            return self._plain_answer(thoughts, completion.extra)
-        if thoughts:
-            self._emit("thought", thoughts)
-        replayed = replayable_calls(completion.tool_calls, self._fresh_call_id)
-        assistant = self.append(self.new_message(
-            "assistant", "assistant", completion.content, tool_calls=replayed,
-            extra=completion.extra,
-        ))
-        said: list[str] = []
-        again = False
-        for call, sent in zip(completion.tool_calls, replayed, strict=True):
-            inner = tools.peek_thoughts(call.arguments)
-            if inner and not thoughts:
-                self._emit("thought", inner)
-            spoken = call.name == "send_message"  # shown as the message itself, not as a call
-            if not spoken:
-                self._emit("call", call.arguments, name=call.name)
-            outcome = await tools.execute(self, call.name, call.arguments)
-            if outcome.sent_message:
-                said.append(outcome.sent_message)
-            if not (spoken and outcome.ok):
-                self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
-            again = again or not outcome.ok or outcome.request_heartbeat
-            self.append(self.new_message(
-                "tool", "tool_result",
-                pack_tool_result(outcome.ok, self._clip_output(outcome.message), self.now_text()),
-                tool_call_id=sent.id, tool_name=call.name,
-            ))
-        if said:
-            assistant.text = "\n\n".join(said)
-        if completion.finish_reason == "length" and not said:
-            again = True
-        return again
-
     def _fresh_call_id(self) -> str:
-        # Nine letters and digits: the one shape every provider takes (bot/messages.py CALL_ID).
+        """An id for a call the model gave none (text calls, plain text stored as a call): nine
+        letters and digits, the one shape every provider takes (bot/messages.py make_call_id)."""
         return make_call_id("c", self.services.store.allocate_message_id())
-
-    def _plain_answer(self, thoughts: str | None, extra: dict[str, Any] | None = None) -> bool:
-        """A reply with no function call: deliver it (if configured) or keep it as monologue."""
-        if not thoughts:
-            self.append(self.new_message(
-                "user", "system_alert",
-                pack_system_event(
-                    "system_alert", "Your last reply was empty. Use send_message to answer.",
-                    self.now_text(),
-                ),
-            ))
-            return not self._result.replies
-        if not self.services.plain_text_replies:
-            self._emit("thought", thoughts)
-            self.append(self.new_message("assistant", "assistant", thoughts, extra=extra or {}))
-            return False
-        # Store it as the send_message call it should have been, so the model keeps the format.
-        call = ToolCall(make_call_id("p", self.services.store.allocate_message_id()),
-                        "send_message", json.dumps({"message": thoughts}, ensure_ascii=False))
-        # With the answer's own fields: a thinking model's history needs them on every message
-        # that calls a function (DeepSeek).
-        self.append(self.new_message(
-            "assistant", "assistant", None, tool_calls=[call], text=thoughts, extra=extra or {}
-        ))
-        self.append(self.new_message(
-            "tool", "tool_result", pack_tool_result(True, "Message sent.", self.now_text()),
-            tool_call_id=call.id, tool_name="send_message",
-        ))
-        self.deliver(thoughts)
-        return False
 
     def _clip_output(self, text: str) -> str:
         limit = self.services.tool_output_limit
         if len(text) <= limit:
             return text
         return text[:limit] + f"\n[… output truncated: {len(text) - limit} more characters]"
-
-    async def _complete(self) -> Completion:
-        """Call the LLM with the context fitted to the window; summarize and retry on overflow."""
-        context = self.services.context
-        await self.fit_context()
-        for attempt in range(OVERFLOW_RETRIES + 1):
-            messages, tokens = context.prompt(self, utcnow())
-            try:
-                completion = await self.services.llm.chat(messages, context.tools)
-            except ContextOverflow:
-                if attempt == OVERFLOW_RETRIES:
-                    break
-                # Our count said it fits, the server disagrees: trust the server and shrink
-                # the prompt well below what was just rejected.
-                target = min(context.budget.target, tokens // 2) // (2**attempt)
-                log.info("context overflow for %s; evicting to %d tokens", self.id, target)
-                await self.evict(target)
-                continue
-            self.record_usage("chat", completion)
-            return completion
-        raise LLMError("The conversation does not fit the model's context window, even after"
-                       " summarizing. Lower LLM_CONTEXT_WINDOW to the model's real size.")
 
     async def fit_context(self) -> None:
         context = self.services.context

@@ -103,6 +103,7 @@ class Settings(BaseSettings):
     core_memory_limit: int = Field(default=2000, ge=100)
     step_cap: int = Field(default=10, ge=1, le=100)
     tool_output_limit: int = Field(default=3000, ge=200)
+    # Text with no function call as the reply to a person's message (bot/steps.py, _plain_answer).
     plain_text_replies: bool = True
     timezone: str = "UTC"
     context_warning_fraction: float = Field(default=0.75, gt=0, lt=1)

@@ -90,13 +90,16 @@ class ContextWindow:
         llm: LLMClient,
         tools: list[dict[str, Any]],
         tz: ZoneInfo,
+        plain_text_rule: str = "",
     ) -> None:
         self.budget = budget
         self.counter = counter
         self.llm = llm
         self.tools = tools
         self.tz = tz
-        self.instructions = prompt_text("system.txt").strip()
+        # {plain_text}: what a reply without a function call becomes (bot/steps.py).
+        self.instructions = prompt_text("system.txt").strip().replace(
+            " {plain_text}", f" {plain_text_rule}".rstrip())
         self.summarizer_prompt = prompt_text("summarize.txt")
         self._text_tokens: dict[str, int] = {}
         self._queues: weakref.WeakKeyDictionary[Agent, _QueueCache] = weakref.WeakKeyDictionary()

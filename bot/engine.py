@@ -50,6 +50,7 @@ from bot.messages import (
     parse_iso,
     utcnow,
 )
+from bot.steps import PLAIN_TEXT_RULES
 from bot.store import Statement, Store, agent_tag
 from bot.tasks import observe
 from bot.tokens import TokenCounter
@@ -130,7 +131,8 @@ class Engine(CommandsMixin):
             target_fraction=settings.context_target_fraction,
             keep_last=settings.keep_last_messages,
         )
-        self.context = ContextWindow(budget, self.counter, self.llm, TOOL_SCHEMAS, self.tz)
+        self.context = ContextWindow(budget, self.counter, self.llm, TOOL_SCHEMAS, self.tz,
+                                     PLAIN_TEXT_RULES[settings.plain_text_replies])
         self.services = Services(
             self.store, self.recall, self.archival, self.context, self.llm,
             settings.step_cap, settings.tool_output_limit, settings.plain_text_replies,

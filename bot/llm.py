@@ -77,7 +77,7 @@ class Usage:
 
 @dataclass
 class Completion:
-    content: str | None
+    content: str | None  # the answer's text, without any <think> block
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
@@ -87,6 +87,9 @@ class Completion:
     wait_seconds: float = 0.0
     # The provider's fields of the answer that must go back with it (MESSAGE_FIELDS).
     extra: dict[str, Any] = field(default_factory=dict)
+    # The model's private reasoning: a `reasoning_content` / `reasoning` field (DeepSeek, vLLM,
+    # Ollama, OpenRouter), "thinking" content parts (Magistral) or <think> blocks in the text.
+    reasoning: str | None = None
 
 
 # Fields of an answer a provider needs back, unchanged, with the message in later requests:
@@ -358,10 +361,12 @@ def _parse(raw: bytes, waited: float) -> Completion:
         if isinstance(call, dict) and isinstance(call.get("function"), dict)
     ]
     usage = response.get("usage")
-    content = message.get("content")
+    content, reasoning = read_content(message.get("content"))
+    reasoning = _joined(*(message.get(key) for key in _REASONING_FIELDS), reasoning)
     model = response.get("model")
     return Completion(
-        content=content if isinstance(content, str) else None,
+        content=content,
+        reasoning=reasoning,
         tool_calls=calls,
         finish_reason=choice.get("finish_reason"),
         usage=Usage(*(_count(usage.get(key)) for key in (
@@ -371,6 +376,48 @@ def _parse(raw: bytes, waited: float) -> Completion:
         wait_seconds=waited,
         extra={k: message[k] for k in MESSAGE_FIELDS if message.get(k)},
     )
+
+
+# Where servers put a thinking model's reasoning beside `content`: `reasoning_content` (DeepSeek,
+# api-docs.deepseek.com/guides/reasoning_model; vLLM's reasoning parsers before 0.10) and
+# `reasoning` (Ollama's /v1, openai/openai.go; vLLM since 0.10; OpenRouter; Groq).
+_REASONING_FIELDS = ("reasoning_content", "reasoning")
+# <think>…</think> in the text when the server runs no reasoning parser (Qwen3, DeepSeek-R1
+# distills). A template that opens the block in the prompt leaves only "…</think>" in the answer
+# (the Qwen3-Thinking-2507 model card); a cut-off answer may never close it.
+_THINK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
+_THINK_CLOSE = "</think>"
+
+
+def read_content(value: Any) -> tuple[str | None, str | None]:
+    """(text, reasoning) of a message's content: a string, or a list of parts — {"type":
+    "text"} and Magistral's {"type": "thinking", "thinking": [parts]} (spring-projects/spring-ai
+    #5019 shows the shape) — with any <think> blocks moved to the reasoning."""
+    thoughts: list[str | None] = []
+    if isinstance(value, list):
+        texts = []
+        for part in value:
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "thinking":
+                thoughts.append(read_content(part.get("thinking"))[0])
+            elif isinstance(part.get("text"), str):
+                texts.append(part["text"])
+        value = "".join(texts) if texts else None
+    if not isinstance(value, str):
+        return None, _joined(*thoughts)
+    if _THINK_CLOSE in value and "<think>" not in value.split(_THINK_CLOSE, 1)[0]:
+        before, value = value.split(_THINK_CLOSE, 1)
+        thoughts.append(before)
+    if "<think>" in value:
+        thoughts += _THINK.findall(value)
+        value = _THINK.sub("", value)
+    return value.strip() or None, _joined(*thoughts)
+
+
+def _joined(*parts: Any) -> str | None:
+    texts = [p.strip() for p in parts if isinstance(p, str) and p.strip()]
+    return "\n\n".join(texts) if texts else None
 
 
 def _arguments(value: Any) -> str:

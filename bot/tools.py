@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_PAUSE_MINUTES = 360
-
 _THOUGHTS = {
     "type": "string",
     "description": "Your private inner monologue for this step (never shown to the user).",
@@ -216,13 +214,6 @@ async def send_message(agent: Agent, message: str) -> str:
     return "Message sent."
 
 
-async def pause_heartbeats(agent: Agent, minutes: int) -> str:
-    if not 0 <= minutes <= MAX_PAUSE_MINUTES:
-        raise ToolError(f"minutes must be between 0 and {MAX_PAUSE_MINUTES}.")
-    agent.pause_heartbeats(minutes)
-    return f"Heartbeats paused for {minutes} minutes."
-
-
 async def core_memory_append(agent: Agent, label: str, content: str) -> str:
     try:
         agent.core.append(label, content)
@@ -306,13 +297,6 @@ TOOLS: dict[str, ToolSpec] = {
             heartbeat=False,
         ),
         ToolSpec(
-            "pause_heartbeats",
-            "Pause automatic heartbeats (timed wake-ups) for some minutes.",
-            [Param("minutes", "integer", f"Minutes to pause, at most {MAX_PAUSE_MINUTES}.")],
-            pause_heartbeats,
-            heartbeat=False,
-        ),
-        ToolSpec(
             "core_memory_append",
             "Append a line to a core memory block (always in your context).",
             [
@@ -374,9 +358,20 @@ TOOLS: dict[str, ToolSpec] = {
 
 TOOL_SCHEMAS: list[dict[str, Any]] = [spec.schema() for spec in TOOLS.values()]
 
+# Functions once offered and no longer: a stored history may still show calls to them, and a model
+# that reads it may call one again. The call does nothing and says why (no error, no retry loop).
+# pause_heartbeats paused timed wake-ups, which do not exist; its schema cost 91 tokens a call
+# (of 1,099 for all the schemas; cl100k, as the engine counts; tests/test_model_answers.py).
+RETIRED = {
+    "pause_heartbeats": "Nothing to pause: there are no timed heartbeats. (This function no"
+    " longer exists.)",
+}
+
 
 async def execute(agent: Agent, name: str, raw_arguments: str) -> ToolOutcome:
     spec = TOOLS.get(name)
+    if spec is None and name in RETIRED:
+        return ToolOutcome(True, RETIRED[name])
     if spec is None:
         known = ", ".join(TOOLS)
         return ToolOutcome(False, f"There is no function named {name!r}. Available: {known}.")

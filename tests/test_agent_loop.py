@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 from bot.engine import Engine
 from tests.conftest import SPEC
@@ -25,10 +26,9 @@ async def test_send_message_reaches_the_user(engine: Engine, llm: ScriptedLLM) -
     user = json.loads(request["messages"][-1]["content"])
     assert user == {"type": "user_message", "message": "hello", "time": user["time"],
                     "name": "Alice"}
-    assert {t["function"]["name"] for t in request["tools"]} >= {
+    assert {t["function"]["name"] for t in request["tools"]} == {
         "send_message", "core_memory_append", "core_memory_replace", "conversation_search",
         "conversation_search_date", "archival_memory_insert", "archival_memory_search",
-        "pause_heartbeats",
     }
 
 
@@ -94,7 +94,8 @@ async def test_core_memory_limit_is_enforced(engine: Engine, llm: ScriptedLLM) -
 
 
 async def test_step_cap_tells_the_user(make_settings, llm: ScriptedLLM) -> None:
-    llm.handler = lambda req: call("conversation_search", query="anything",
+    # A new query each step (the same one again would be stopped as a loop, test_model_answers).
+    llm.handler = lambda req: call("conversation_search", query=f"anything {len(llm.requests)}",
                                    request_heartbeat=True)
     async with Engine(make_settings(step_cap=3)) as engine:
         result = await engine.send("cli:a", "hi", spec=SPEC)
@@ -116,11 +117,15 @@ async def test_plain_text_reply_reaches_user_and_is_stored_as_send_message(
 
 
 async def test_plain_text_can_be_treated_as_monologue(make_settings, llm: ScriptedLLM) -> None:
-    llm.push(say("I wonder what they want."))
+    llm.push(say("I wonder what they want."), call("send_message", message="Hi there!"))
     async with Engine(make_settings(plain_text_replies=False)) as engine:
         events = []
         result = await engine.send("cli:a", "hi", spec=SPEC, on_event=events.append)
-    assert result.replies == [] and events[0].kind == "thought"
+    # The monologue is not sent; the person still gets an answer: the next step asks for it.
+    assert events[0].kind == "thought" and events[0].text == "I wonder what they want."
+    assert result.replies == ["Hi there!"]
+    system = llm.requests[0]["messages"][0]["content"]
+    assert "Text with no function call at all stays private too." in system
 
 
 async def test_llm_errors_retry_then_fail_honestly(make_settings, llm: ScriptedLLM) -> None:
@@ -152,19 +157,17 @@ async def test_several_calls_in_one_step_and_inner_thoughts_argument(
     assert view.archival_count == 1
 
 
-async def test_pause_heartbeats_and_output_truncation(make_settings, llm: ScriptedLLM) -> None:
+async def test_output_truncation(make_settings, llm: ScriptedLLM) -> None:
     async with Engine(make_settings(tool_output_limit=200)) as engine:
         await engine.agent("cli:a", SPEC)
         for i in range(6):  # long messages so a search page overflows the limit
             llm.push(call("send_message", message=f"reply {i}"))
             await engine.send("cli:a", f"banana story {i} " + "words " * 100, spec=SPEC)
-        llm.push(
-            call("pause_heartbeats", minutes=30),
-            call("pause_heartbeats", minutes=999),
-            call("send_message", message="done"),
-        )
-        # pause_heartbeats takes no request_heartbeat: the first ends the turn silently.
-        result = await engine.send("cli:a", "pause please", spec=SPEC)
-        assert result.replies == [] and engine._agents["cli:a"].paused_until is not None
-        result = await engine.send("cli:a", "pause longer", spec=SPEC)
-        assert tool_results(llm.requests[-1])[-1]["status"] == "Failed"
+        today = datetime.now(UTC).date().isoformat()
+        llm.push(call("conversation_search_date", start_date=today, end_date=today,
+                      request_heartbeat=True),
+                 call("send_message", message="found them"))
+        result = await engine.send("cli:a", "what about bananas?", spec=SPEC)
+        assert result.replies == ["found them"]
+        [found] = tool_results(llm.requests[-1])[-1:]
+        assert "[… output truncated:" in found["message"]
