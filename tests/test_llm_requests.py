@@ -99,7 +99,7 @@ async def test_the_reasoning_profile_refuses_like_openai(llm: ScriptedLLM) -> No
 async def test_without_room_for_reasoning_the_answer_is_empty(llm: ScriptedLLM) -> None:
     llm.push(call("send_message", message="hi"), call("send_message", message="hi"))
     starved = await chat(llm, reasoning_tokens=0)
-    assert (starved.content, starved.tool_calls, starved.finish_reason) == ("", [], "length")
+    assert (starved.content, starved.tool_calls, starved.finish_reason) == (None, [], "length")
     assert (await chat(llm)).tool_calls  # the default room is enough
 
 
