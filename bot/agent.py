@@ -389,16 +389,23 @@ class Agent:
             messages, tokens = context.prompt(self, utcnow())
             try:
                 completion = await self.services.llm.chat(messages, context.tools)
-            except ContextOverflow:
+            except ContextOverflow as error:
                 if attempt == OVERFLOW_RETRIES:
                     break
-                # Our count said it fits, the server disagrees: trust the server and shrink
-                # the prompt well below what was just rejected.
-                target = min(context.budget.target, tokens // 2) // (2**attempt)
+                if context.windows is not None and await context.windows.overflowed(error.limit):
+                    # The error said the real window (now kept, bot/windows.py): fit that.
+                    target = context.budget.target
+                else:
+                    # Our count said it fits, the server disagrees: trust the server and
+                    # shrink the prompt well below what was just rejected.
+                    target = min(context.budget.target, tokens // 2) // (2**attempt)
                 log.info("context overflow for %s; evicting to %d tokens", self.id, target)
                 await self.evict(target)
                 continue
             self.record_usage("chat", completion)
+            if context.windows is not None and (notice := await context.windows.observe(
+                    tokens, completion.usage.prompt_tokens)):
+                self._emit("notice", notice)  # for the operator; the people see their reply
             return completion
         raise LLMError("The conversation does not fit the model's context window, even after"
                        " summarizing. Lower LLM_CONTEXT_WINDOW to the model's real size.")

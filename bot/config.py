@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = SecretStr("")
     llm_model: str = "gpt-4o-mini"
     llm_context_window: int | None = None
+    # Most tokens a call carries, whatever the model's window (cost: a 1M-token model would
+    # otherwise carry ~730k a call); 0 = the model's whole window.
+    llm_working_context: int = Field(default=32000, ge=0)
     llm_temperature: float = 0.7
     llm_max_response_tokens: int = 1024
     llm_timeout: float = 60.0

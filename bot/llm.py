@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import openai
 
+from bot import windows
 from bot.messages import ToolCall
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,12 @@ class LLMError(Exception):
 
 
 class ContextOverflow(LLMError):
-    """The server says the prompt does not fit the model's context window."""
+    """The server says the prompt does not fit the model's context window (`limit`: the window
+    its error states, if it states one; bot/windows.py reads every provider's wording)."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class LLMUnreachable(LLMError):
@@ -81,11 +87,13 @@ class _StatusError(Exception):
     message: str
     code: str
     retry_after: float | None
+    limit: int | None = None  # the context window an overflow error states
 
 
 def is_context_overflow(status: int, code: str, message: str) -> bool:
     text = f"{code} {message}".lower()
-    return status in (400, 413, 422) and any(h in text for h in _OVERFLOW_HINTS)
+    return status in (400, 413, 422) and (
+        any(h in text for h in _OVERFLOW_HINTS) or windows.is_overflow_wording(text))
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -105,9 +113,12 @@ def _status_error(status: int, body: bytes, headers: Any) -> _StatusError:
     if isinstance(error, dict):
         message = str(error.get("message") or message)
         code = str(error.get("code") or error.get("type") or "")
+        if isinstance(error.get("type"), str):  # llama.cpp: integer code, the kind in type
+            code = f"{code} {error['type']}".strip()
     elif isinstance(error, str):
         message = error
-    return _StatusError(status, message, code, _retry_after(headers))
+    limit = windows.overflow_limit(message, {"error": error})
+    return _StatusError(status, message, code, _retry_after(headers), limit)
 
 
 class LLMClient:
@@ -208,7 +219,7 @@ class LLMClient:
                 return await self._post(body)
             except _StatusError as error:
                 if is_context_overflow(error.status, error.code, error.message):
-                    raise ContextOverflow(error.message) from None
+                    raise ContextOverflow(error.message, error.limit) from None
                 retryable = error.status == 429 or error.status >= 500
                 if not retryable or attempt >= self.max_retries:
                     raise LLMError(_describe_status(error.status)) from None

@@ -221,6 +221,20 @@ CONTEXT_ORDER_MIGRATION = """
 """
 MIGRATIONS.append(CONTEXT_ORDER_MIGRATION)
 
+# 6: the context window and token ratio learned per model and server (bot/windows.py): an
+# overflow error's window, and server tokens per tiktoken token, survive a restart.
+MIGRATIONS.append("""
+    CREATE TABLE model_windows (
+        base_url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        learned_window INTEGER,
+        token_ratio REAL NOT NULL DEFAULT 1.0,
+        samples INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (base_url, model)
+    );
+""")
+
 CONTEXT_ORDER = "COALESCE(position, id), id"
 
 
