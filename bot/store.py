@@ -228,6 +228,7 @@ MIGRATIONS.append("""
         base_url TEXT NOT NULL,
         model TEXT NOT NULL,
         learned_window INTEGER,
+        server_window INTEGER,  -- what the server reported when learned_window was learned
         token_ratio REAL NOT NULL DEFAULT 1.0,
         samples INTEGER NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL,

@@ -48,6 +48,11 @@ class WindowInfo:
     tokens: int
     source: str  # where it came from, e.g. "ollama /api/show num_ctx"
 
+    @property
+    def guess(self) -> bool:
+        """A server default assumed for a model not loaded yet (the real one shows later)."""
+        return "not loaded" in self.source
+
 
 # --- discovery ------------------------------------------------------------------------------
 
@@ -118,6 +123,7 @@ def _from_ollama_ps(ps: Any, model: str) -> WindowInfo | None:
 
 _NUM_CTX = re.compile(r"^\s*num_ctx\s+(\d+)\s*$", re.MULTILINE)
 OLLAMA_DEFAULT_NUM_CTX = 4096
+LMSTUDIO_DEFAULT_CONTEXT = 4096
 
 
 def _from_ollama_show(show: Any) -> WindowInfo | None:
@@ -151,7 +157,10 @@ def _from_lmstudio(entry: Any) -> WindowInfo | None:
     if tokens := _positive(entry.get("loaded_context_length")):
         return WindowInfo(tokens, "lmstudio /api/v0/models loaded_context_length")
     if tokens := _positive(entry.get("max_context_length")):
-        return WindowInfo(tokens, "lmstudio /api/v0/models max_context_length")
+        # It loads with the context set in the app, 4096 unless changed
+        # (lmstudio-ai/lmstudio-bug-tracker#1806); only a loaded model says.
+        return WindowInfo(min(tokens, LMSTUDIO_DEFAULT_CONTEXT),
+                          "lmstudio default context (model not loaded yet)")
     return None
 
 
@@ -263,6 +272,9 @@ class WindowState:
         self.ratio = 1.0
         self.samples = 0
         self._saved_ratio = 1.0
+        # What the server reported when `learned` was learned: a different answer later means
+        # the server was reconfigured (say, OLLAMA_CONTEXT_LENGTH raised), and the lesson is old.
+        self._learned_with: int | None = None
         self._asked_at: float | None = None
         self.truncation_warned = False
         self.notices: list[str] = []  # for the operator (doctor, /tokens, start-up check)
@@ -302,10 +314,11 @@ class WindowState:
     async def load(self, store: Store) -> None:
         self._store = store
         row = await store.fetchone(
-            "SELECT learned_window, token_ratio, samples FROM model_windows"
+            "SELECT learned_window, server_window, token_ratio, samples FROM model_windows"
             " WHERE base_url=? AND model=?", (self.base_url, self.model))
         if row is not None:
             self.learned = row["learned_window"]
+            self._learned_with = row["server_window"]
             self.ratio = self._saved_ratio = _bounded(row["token_ratio"])
             self.samples = row["samples"]
         self.apply()
@@ -315,11 +328,14 @@ class WindowState:
             return
         self._saved_ratio = self.ratio
         await self._store.commit([(
-            "INSERT INTO model_windows (base_url, model, learned_window, token_ratio, samples,"
-            " updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT(base_url, model) DO UPDATE SET"
-            " learned_window=excluded.learned_window, token_ratio=excluded.token_ratio,"
-            " samples=excluded.samples, updated_at=excluded.updated_at",
-            (self.base_url, self.model, self.learned, self.ratio, self.samples, iso(utcnow())),
+            "INSERT INTO model_windows (base_url, model, learned_window, server_window,"
+            " token_ratio, samples, updated_at) VALUES (?,?,?,?,?,?,?)"
+            " ON CONFLICT(base_url, model) DO UPDATE SET"
+            " learned_window=excluded.learned_window, server_window=excluded.server_window,"
+            " token_ratio=excluded.token_ratio, samples=excluded.samples,"
+            " updated_at=excluded.updated_at",
+            (self.base_url, self.model, self.learned, self._learned_with, self.ratio,
+             self.samples, iso(utcnow())),
         )])
 
     # --- discovery ---
@@ -337,6 +353,13 @@ class WindowState:
                      info.source)
         if info is not None:
             self.server = info
+            if (not info.guess and self.learned is not None and self._learned_with is not None
+                    and info.tokens != self._learned_with):
+                log.info("the server's window changed (%d -> %d tokens); forgetting the %d"
+                         " learned from its errors", self._learned_with, info.tokens,
+                         self.learned)
+                self.learned = self._learned_with = None
+                await self._save()
         self.apply()
         return info
 
@@ -348,6 +371,7 @@ class WindowState:
         if limit is None or limit >= self.model_window:
             return False
         self.learned = max(MIN_WINDOW, limit)
+        self._learned_with = self._server_tokens()
         log.warning("the server says the context window of %s is %d tokens; using that from"
                     " now on (LLM_CONTEXT_WINDOW=%d)", self.model, limit, self.configured)
         self.apply()
@@ -375,6 +399,7 @@ class WindowState:
     async def _truncated(self, estimated: int, kept: int) -> str | None:
         # What it kept fitted, so the window is at least that; using it stops the cutting.
         self.learned = max(MIN_WINDOW, min(self.learned or kept, kept))
+        self._learned_with = self._server_tokens()
         self.apply()
         await self._save()
         if self.truncation_warned:
@@ -388,6 +413,9 @@ class WindowState:
                     " server. %s", round(estimated * self.ratio), self.model, kept, notice)
         self.notices.append(notice)
         return notice
+
+    def _server_tokens(self) -> int | None:
+        return self.server.tokens if self.server is not None and not self.server.guess else None
 
     @property
     def is_ollama(self) -> bool:

@@ -48,13 +48,16 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def template_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *,
-                    factor: float = 1.0, per_message: int = 5, tools_indent: int | None = None
-                    ) -> int:
+                    factor: float = 1.0, per_message: int = 5, tools_indent: int | None = None,
+                    split_digits: bool = True) -> int:
     """The prompt's tokens as the server counts them: single digits, the template's framing,
-    then `factor` for what else its tokenizer does differently (ceil: never below cl100k's)."""
-    total = sum(single_digit_tokens(_text(m)) + per_message
-                for m in messages if isinstance(m, dict))
-    if tools:
+    then `factor` for what else its tokenizer does differently (ceil: never below cl100k's).
+    With `split_digits=False` and a factor, a tokenizer measured only as a whole (Gemma)."""
+    count = single_digit_tokens if split_digits else cl100k
+    total = sum(count(_text(m)) + per_message for m in messages if isinstance(m, dict))
+    if tools and split_digits:
         rendered = "\n".join(json.dumps(t, indent=tools_indent) for t in tools)
-        total += single_digit_tokens(rendered) + 60  # "# Tools ... <tools></tools>" preamble
+        total += count(rendered) + 60  # the template's "# Tools ... <tools></tools>" preamble
+    elif tools:
+        total += count(json.dumps(tools, separators=(",", ":")))
     return math.ceil(factor * total)
