@@ -392,13 +392,11 @@ class Agent:
             except ContextOverflow as error:
                 if attempt == OVERFLOW_RETRIES:
                     break
-                if context.windows is not None and await context.windows.overflowed(error.limit):
-                    # The error said the real window (now kept, bot/windows.py): fit that.
-                    target = context.budget.target
-                else:
-                    # Our count said it fits, the server disagrees: trust the server and
-                    # shrink the prompt well below what was just rejected.
-                    target = min(context.budget.target, tokens // 2) // (2**attempt)
+                if context.windows is not None:  # a window the error states is kept for good
+                    await context.windows.overflowed(error.limit)
+                # Our count said it fits, the server disagrees: trust the server and shrink
+                # the prompt well below what was just rejected (and below the new target).
+                target = min(context.budget.target, tokens // 2) // (2**attempt)
                 log.info("context overflow for %s; evicting to %d tokens", self.id, target)
                 await self.evict(target)
                 continue

@@ -169,6 +169,25 @@ async def server_window(  # the pinned API (mnemocord doctor calls it)
 ) -> WindowInfo | None:
     """The context window the server runs `model` with, or None if it does not say (or cannot
     be reached within `timeout` seconds). Never raises for network or format trouble."""
+    return (await probe(base_url, api_key, model, timeout=timeout))[0]
+
+
+def _server_kind(listing: Any) -> str | None:
+    """Which server answers /v1/models, from its `owned_by` (Ollama: "library" or the user's
+    name, docs/openai.mdx; llama.cpp "llamacpp"; vLLM "vllm")."""
+    data = listing.get("data") if isinstance(listing, dict) else None
+    owners = {e.get("owned_by") for e in data if isinstance(e, dict)} if isinstance(
+        data, list) else set()
+    for owner, kind in (("library", "ollama"), ("llamacpp", "llamacpp"), ("vllm", "vllm")):
+        if owner in owners:
+            return kind
+    return None
+
+
+async def probe(
+    base_url: str, api_key: str, model: str, *, timeout: float = 5.0  # noqa: ASYNC109
+) -> tuple[WindowInfo | None, str | None]:
+    """`server_window`'s answer, and which kind of server it seems to be (or None)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     root = server_root(base_url)
     host = (urlsplit(base_url).hostname or "").lower()
@@ -187,7 +206,7 @@ async def server_window(  # the pinned API (mnemocord doctor calls it)
             answers = await asyncio.wait_for(asyncio.gather(*probes), timeout + 1)
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         log.debug("no context window from %s: %r", root, error)
-        return None
+        return None, None
     listing, props, ps, show, lmstudio = [*answers, None, None, None, None][:5]
     found = [
         _from_ollama_ps(ps, model), _from_ollama_show(show), _from_props(props),
@@ -195,7 +214,9 @@ async def server_window(  # the pinned API (mnemocord doctor calls it)
     ]
     # Ollama: a loaded model's real context beats the Modelfile; llama.cpp: the slot's n_ctx
     # is at most meta.n_ctx. The first found in this order is the one in force.
-    return next((info for info in found if info is not None), None)
+    info = next((info for info in found if info is not None), None)
+    kind = _server_kind(listing) or (info.source.split()[0] if info else None)
+    return info, kind
 
 
 # --- overflow errors ------------------------------------------------------------------------
@@ -268,6 +289,7 @@ class WindowState:
         self.configured, self.explicit, self.cap = configured, explicit, cap
         self.timeout = timeout
         self.server: WindowInfo | None = None
+        self.kind: str | None = None  # "ollama", "llama.cpp", "vllm", "lmstudio" when known
         self.learned: int | None = None  # lowered by overflow errors and silent truncation
         self.ratio = 1.0
         self.samples = 0
@@ -341,13 +363,17 @@ class WindowState:
     # --- discovery ---
 
     async def discover(self, *, force: bool = True) -> WindowInfo | None:
-        """Ask the server (at start-up; at agent loads when the last answer is old)."""
+        """Ask the server (at start-up; at agent loads when the last answer is old, or was
+        only a guess for a model not loaded yet)."""
         now = asyncio.get_running_loop().time()
-        if not force and self._asked_at is not None and now - self._asked_at < REFRESH_SECONDS:
+        settled = self.server is None or not self.server.guess
+        if (not force and settled and self._asked_at is not None
+                and now - self._asked_at < REFRESH_SECONDS):
             return self.server
         self._asked_at = now
-        info = await server_window(self.base_url, self._api_key, self.model,
-                                   timeout=self.timeout)
+        info, kind = await probe(self.base_url, self._api_key, self.model,
+                                 timeout=self.timeout)
+        self.kind = kind or self.kind
         if info is not None and info != self.server:
             log.info("context window of %s: %d tokens (%s)", self.model, info.tokens,
                      info.source)
@@ -419,8 +445,7 @@ class WindowState:
 
     @property
     def is_ollama(self) -> bool:
-        return (self.server is not None and self.server.source.startswith("ollama")) or (
-            ":11434" in self.base_url)  # Ollama's port, when its /api is out of reach
+        return self.kind == "ollama" or ":11434" in self.base_url  # its port, if nothing else
 
 
 def _bounded(ratio: float) -> float:

@@ -68,7 +68,7 @@ class LlamaCpp(Provider):
                                factor=GEMMA_FACTOR, per_message=4, split_digits=False)
 
     def reject(self, body: dict[str, Any]) -> list[Violation]:
-        found = super().reject(body)
+        found: list[Violation] = []
         if body.get("tools") and not self.jinja:
             message = "tools param requires --jinja flag"
             found.append(Violation(message, status=500,
@@ -88,7 +88,7 @@ class LlamaCpp(Provider):
                     text = f"Failed to parse tool call arguments as JSON: {error}"
                     found.append(Violation(text, status=500,
                                            body=llamacpp_error(500, text, "server_error")))
-        return found
+        return found + super().reject(body)  # its own checks answer first
 
     def refuse(self, body: dict[str, Any]) -> Step | None:
         tokens = self.count(body)

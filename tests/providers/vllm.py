@@ -62,7 +62,7 @@ class Vllm(Provider):
         return template_tokens(body.get("messages") or [], body.get("tools"))
 
     def reject(self, body: dict[str, Any]) -> list[Violation]:
-        found = super().reject(body)
+        found: list[Violation] = []
         choice = body.get("tool_choice", "auto" if body.get("tools") else "none")
         if body.get("tools") and choice == "auto" and not self.auto_tool_choice:
             found.append(Violation(AUTO_TOOL_CHOICE, body=vllm_error(AUTO_TOOL_CHOICE)))
@@ -74,7 +74,7 @@ class Vllm(Provider):
                     json.loads(arguments if isinstance(arguments, str) else "")
                 except ValueError as error:
                     found.append(Violation(str(error), body=vllm_error(str(error))))
-        return found
+        return found + super().reject(body)  # its own checks answer first
 
     def refuse(self, body: dict[str, Any]) -> Step | None:
         tokens = self.count(body)
