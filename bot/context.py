@@ -29,7 +29,7 @@ from bot.tokens import PER_REPLY_PRIMING, TokenCounter
 
 if TYPE_CHECKING:
     from bot.agent import Agent
-    from bot.windows import WindowState
+    from bot.window_state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Budget:
     flush_fraction: float
     target_fraction: float
     keep_last: int
-    # Server tokens per tiktoken token for this model (bot/windows.py calibrates it): window
+    # Server tokens per tiktoken token for this model (bot/window_state.py calibrates it): window
     # and reserve are the server's tokens, every count here is ours.
     ratio: float = 1.0
 

@@ -54,7 +54,7 @@ from bot.store import Statement, Store, agent_tag
 from bot.tasks import observe
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS
-from bot.windows import WindowState
+from bot.window_state import WindowState
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from bot.config import Settings
 from bot.context import Budget
 from bot.engine import Engine
 from bot.llm import is_context_overflow
-from bot.windows import WindowInfo, WindowState, overflow_limit, server_root, server_window
+from bot.window_state import WindowState
+from bot.windows import WindowInfo, overflow_limit, server_root, server_window
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, Step, call, say
 from tests.providers import Provider, estimate_tokens
@@ -133,6 +134,7 @@ async def test_engine_uses_the_smaller_of_server_and_setting(
         async with Engine(settings) as engine:
             assert engine.context.budget.window == 4096
             assert engine.windows.source.startswith("ollama")
+            assert engine.windows.describe().startswith("4096 tokens (ollama default num_ctx")
         small = make_settings(llm_base_url=llm.base_url, llm_model=llm.model,
                               llm_context_window=3000)
         async with Engine(small) as engine:
@@ -217,7 +219,7 @@ async def test_silent_truncation_is_detected_once_and_the_window_lowered(
         settings = make_settings(llm_base_url=llm.base_url, llm_model=llm.model,
                                  llm_context_window=16000, llm_max_response_tokens=200)
         events: list[AgentEvent] = []
-        caplog.set_level(logging.WARNING, logger="bot.windows")
+        caplog.set_level(logging.WARNING, logger="bot.window_state")
         async with Engine(settings) as engine:
             for _ in range(60):
                 await talk(engine, 1, events)
