@@ -181,10 +181,8 @@ class Engine(CommandsMixin):
         try:  # what this model's server said before, then what it says now
             await self.windows.load(self.store)
             await self.windows.discover()
-        except BaseException:
-            await self._aclose()
-            self.data_lock.release()
-            raise
+        except Exception:  # never a reason not to start: the configured window stands
+            log.exception("could not find the context window of %s", self.settings.llm_model)
         if self.recall_indexer is not None:
             self.recall_indexer.start()
         else:  # nothing would ever empty the queue
