@@ -14,7 +14,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from bot.messages import iso, utcnow
-from bot.windows import WindowInfo, probe
+from bot.windows import WindowInfo, is_hosted, probe
 
 if TYPE_CHECKING:
     from bot.context import Budget
@@ -60,6 +60,7 @@ class WindowState:
         self.truncation_warned = False
         self.notices: list[str] = []  # for the operator (doctor, /tokens, start-up check)
         self._store: Store | None = None
+        self.hosted = is_hosted(base_url)
         self.apply()
 
     @property
@@ -178,6 +179,8 @@ class WindowState:
         if reported <= 0 or estimated <= 0:
             return None
         if reported < TRUNCATION_FRACTION * estimated * self.ratio:
+            if self.hosted:  # they refuse, never cut; a low count there is something else
+                return None  # (e.g. cached tokens left out of it): not a sample either
             return await self._truncated(estimated, reported)
         sample = _bounded(reported / estimated)
         self.ratio = sample if self.samples == 0 else _bounded(

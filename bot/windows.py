@@ -41,6 +41,12 @@ class WindowInfo:
 # --- discovery ------------------------------------------------------------------------------
 
 
+def is_hosted(base_url: str) -> bool:
+    """A hosted API (they refuse an over-long prompt; none has the local servers' endpoints)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in _HOSTED)
+
+
 def server_root(base_url: str) -> str:
     """The server's root for its native endpoints (/api/*, /props): base_url minus /v1."""
     root = base_url.rstrip("/")
@@ -174,8 +180,7 @@ async def probe(
     """`server_window`'s answer, and which kind of server it seems to be (or None)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     root = server_root(base_url)
-    host = (urlsplit(base_url).hostname or "").lower()
-    hosted = any(host == h or host.endswith("." + h) for h in _HOSTED)
+    hosted = is_hosted(base_url)
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     try:
         async with aiohttp.ClientSession(headers=headers, timeout=client_timeout) as session:

@@ -443,3 +443,17 @@ def test_profiles_count_more_than_the_scripted_default() -> None:
     body = {"messages": [{"role": "user", "content": "id 123456789012345678 at 2026-12-04"}]}
     assert Ollama().prompt_tokens(body) > cl100k(body["messages"][0]["content"])
     assert estimate_tokens(body["messages"]) > 0
+
+
+async def test_a_hosted_api_never_counts_as_truncating() -> None:
+    budget = Budget(window=10000, response_reserve=0, warning_fraction=0.75,
+                    flush_fraction=0.9, target_fraction=0.5, keep_last=4)
+    state = WindowState(budget, base_url="https://api.openai.com/v1", api_key="", model="m",
+                        configured=10000, explicit=True, cap=None)
+    assert await state.observe(5000, 1000) is None  # e.g. a count without cached tokens
+    assert state.learned is None and state.notices == [] and state.samples == 0
+    local = WindowState(budget, base_url="http://127.0.0.1:8080/v1", api_key="", model="m",
+                        configured=10000, explicit=True, cap=None)
+    notice = await local.observe(5000, 1000)
+    assert notice and "LLM_CONTEXT_WINDOW" in notice and local.learned == 1000
+    assert await local.observe(5000, 1000) is None  # once
