@@ -227,12 +227,10 @@ _OVERFLOW_LIMITS = [
     re.compile(r"exceeds the maximum number of tokens allowed \((\d+)\)", re.I),
     # TGI: "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096."
     re.compile(r"`?inputs`? tokens \+ `?max_new_tokens`? must be <= (\d+)", re.I),
-    # llama.cpp (older): "the request exceeds the available context size" + n_ctx field;
-    # LM Studio / others: "context length of only 4096 tokens"
-    re.compile(r"context length of (?:only )?(\d+) tokens", re.I),
 ]
+# Overflows whose message has no number (llama.cpp's `n_ctx` field may still say it).
 _OVERFLOW_WORDS = ("exceed_context_size_error", "exceeds the available context size",
-                   "exceeds the maximum number of tokens allowed", "must be <=")
+                   "exceeds the maximum number of tokens allowed")
 
 
 def overflow_limit(message: str, body: Any = None) -> int | None:

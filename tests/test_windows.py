@@ -457,3 +457,13 @@ async def test_a_hosted_api_never_counts_as_truncating() -> None:
     notice = await local.observe(5000, 1000)
     assert notice and "LLM_CONTEXT_WINDOW" in notice and local.learned == 1000
     assert await local.observe(5000, 1000) is None  # once
+
+
+@pytest.mark.parametrize("message", [
+    "Invalid 'temperature': decimal above maximum value. Expected a value <= 2, but got 3.",
+    "Unsupported parameter: 'max_tokens' is not supported with this model.",
+    "tools param requires --jinja flag",
+])
+def test_other_errors_are_not_overflows(message: str) -> None:
+    assert overflow_limit(message) is None
+    assert not is_context_overflow(400, "invalid_request_error", message)
