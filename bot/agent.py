@@ -390,10 +390,10 @@ class Agent:
             try:
                 completion = await self.services.llm.chat(messages, context.tools)
             except ContextOverflow as error:
-                if attempt == OVERFLOW_RETRIES:
-                    break
                 if context.windows is not None:  # a window the error states is kept for good
                     await context.windows.overflowed(error.limit)
+                if attempt == OVERFLOW_RETRIES:
+                    break
                 # Our count said it fits, the server disagrees: trust the server and shrink
                 # the prompt well below what was just rejected (and below the new target).
                 target = min(context.budget.target, tokens // 2) // (2**attempt)

@@ -57,6 +57,7 @@ class WindowState:
         # the server was reconfigured (say, OLLAMA_CONTEXT_LENGTH raised), and the lesson is old.
         self._learned_with: int | None = None
         self._asked_at: float | None = None
+        self._asking = asyncio.Lock()
         self.truncation_warned = False
         self.notices: list[str] = []  # for the operator (doctor, /tokens, start-up check)
         self._store: Store | None = None
@@ -132,6 +133,13 @@ class WindowState:
     async def discover(self, *, force: bool = True) -> WindowInfo | None:
         """Ask the server (at start-up; at agent loads when the last answer is old, or was
         only a guess for a model not loaded yet)."""
+        if self._asking.locked() and not force:  # agents loading together ask once
+            async with self._asking:
+                return self.server
+        async with self._asking:
+            return await self._discover(force)
+
+    async def _discover(self, force: bool) -> WindowInfo | None:
         now = asyncio.get_running_loop().time()
         settled = self.server is None or not self.server.guess
         if (not force and settled and self._asked_at is not None
