@@ -58,6 +58,7 @@ class WindowState:
         self._learned_with: int | None = None
         self._asked_at: float | None = None
         self._asking = asyncio.Lock()
+        self._rechecked = False  # asked again after the first call (which loads the model)
         self.truncation_warned = False
         self.notices: list[str] = []  # for the operator (doctor, /tokens, start-up check)
         self._store: Store | None = None
@@ -184,6 +185,10 @@ class WindowState:
         means the server dropped part of the prompt without a word (Ollama past num_ctx):
         the window is lowered to what it kept and an operator notice is returned, once.
         Otherwise the count calibrates the ratio."""
+        if self.server is not None and self.server.guess and not self._rechecked:
+            # The call just loaded the model: now the server can say what it runs it with.
+            self._rechecked = True
+            await self.discover()
         if reported <= 0 or estimated <= 0:
             return None
         if reported < TRUNCATION_FRACTION * estimated * self.ratio:

@@ -148,7 +148,7 @@ async def test_unset_setting_takes_the_servers_window(
         assert engine.context.budget.window == 20000  # not the 32768 known for Qwen2.5
 
 
-async def test_agent_load_asks_again_once_ollama_loaded_the_model(
+async def test_the_server_is_asked_again_once_ollama_loaded_the_model(
         make_settings: Callable[..., Settings]) -> None:
     profile = Ollama(num_ctx=8192)  # OLLAMA_CONTEXT_LENGTH=8192: invisible until loaded
     async with ScriptedLLM(provider=profile) as llm:
@@ -157,10 +157,15 @@ async def test_agent_load_asks_again_once_ollama_loaded_the_model(
                                  llm_context_window=16000)
         async with Engine(settings) as engine:
             assert engine.context.budget.window == 4096  # the default, assumed
-            await talk(engine, 1)
-            await engine.reload(AGENT)  # an agent load
+            await talk(engine, 1)  # the first call loads the model; then /api/ps tells
             assert engine.context.budget.window == 8192
             assert engine.windows.source == "ollama /api/ps context_length"
+            profile.num_ctx = 12288  # restarted with more; an agent load notices
+            await engine.reload(AGENT)
+            assert engine.context.budget.window == 8192  # asked a moment ago: not again
+            engine.windows._asked_at = None  # as if REFRESH_SECONDS had passed
+            await engine.reload(AGENT)
+            assert engine.context.budget.window == 12288
 
 
 async def test_unreachable_server_keeps_the_setting(make_settings: Callable[..., Settings]
