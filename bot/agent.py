@@ -32,6 +32,7 @@ from bot.messages import (
     utcnow,
 )
 from bot.store import Statement, Store, agent_tag
+from bot.windows import overflow_limit
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +392,8 @@ class Agent:
                 completion = await self.services.llm.chat(messages, context.tools)
             except ContextOverflow as error:
                 if context.windows is not None:  # a window the error states is kept for good
-                    await context.windows.overflowed(error.limit)
+                    limit = getattr(error, "limit", None) or overflow_limit(str(error))
+                    await context.windows.overflowed(limit)
                 if attempt == OVERFLOW_RETRIES:
                     break
                 # Our count said it fits, the server disagrees: trust the server and shrink
