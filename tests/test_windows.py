@@ -472,3 +472,14 @@ async def test_a_hosted_api_never_counts_as_truncating() -> None:
 def test_other_errors_are_not_overflows(message: str) -> None:
     assert overflow_limit(message) is None
     assert not is_context_overflow(400, "invalid_request_error", message)
+
+
+async def test_ollama_refuses_what_its_request_parser_refuses() -> None:
+    async with ScriptedLLM(provider=Ollama()) as llm:
+        status, body = await _post(llm, {"model": llm.model, "messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": None},
+            {"role": "user", "content": "again"}]})
+        assert (status, body["error"]["message"]) == (400, "invalid message content type: <nil>")
+        status, body = await _post(llm, {"model": llm.model, "messages": _replay('{"a": ')})
+        assert (status, body["error"]["message"]) == (400, "invalid tool call arguments")
+        llm.take_violations()

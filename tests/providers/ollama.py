@@ -16,8 +16,10 @@ What it does, from Ollama's source and docs (github.com/ollama/ollama):
   toUsage): a silently truncated prompt shows up only as a low count.
 - `tool_choice` is not a field of its request (openai/openai.go ChatCompletionRequest has
   `Tools` but no `ToolChoice`): ignored. Replayed `tool_calls[].function.arguments` are parsed as
-  JSON into a map (openai/openai.go fromChatRequest: `json.Unmarshal` ... "invalid tool call
-  arguments", HTTP 400).
+  JSON into a map (openai/openai.go FromChatRequest: `json.Unmarshal` ... "invalid tool call
+  arguments", HTTP 400 via NewError: type invalid_request_error); a message whose `content` is
+  neither a string nor a list of parts is refused unless it has tool calls ("content is only
+  optional if tool calls are present": "invalid message content type: <nil>").
 - Answers: `content` is a string, "" when the model only called tools (Message.Content is a
   Go string); a thinking model's thoughts come in `reasoning` (openai/openai.go Message
   `Reasoning string json:"reasoning,omitempty"`), its `content` possibly empty.
@@ -44,6 +46,17 @@ if TYPE_CHECKING:
     from tests.llm_server import Step
 
 
+
+
+def _error(message: str) -> dict[str, Any]:
+    """openai/openai.go NewError(400, ...): type invalid_request_error, no param, no code."""
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                      "code": None}}
+
+
+def _go_type(value: Any) -> str:
+    return {type(None): "<nil>", bool: "bool", int: "float64", float: "float64",
+            dict: "map[string]interface {}"}.get(type(value), type(value).__name__)
 
 
 def tool_block_start(messages: list[dict[str, Any]], index: int) -> int:
@@ -82,20 +95,25 @@ class Ollama(Provider):
         return template_tokens(messages, tools)
 
     def reject(self, body: dict[str, Any]) -> list[Violation]:
-        found = super().reject(body)
+        found: list[Violation] = []
         for message in body.get("messages") or []:
-            for call in (message.get("tool_calls") or []) if isinstance(message, dict) else []:
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if not isinstance(content, str | list) and not message.get("tool_calls"):
+                # FromChatRequest: "content is only optional if tool calls are present"
+                text = f"invalid message content type: {_go_type(content)}"
+                found.append(Violation(text, body=_error(text)))
+            for call in message.get("tool_calls") or []:
                 arguments = (call.get("function") or {}).get("arguments")
                 try:
                     parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
                 except ValueError:
                     parsed = None
                 if not isinstance(parsed, dict):
-                    found.append(Violation("invalid tool call arguments", body={
-                        "error": {"message": "invalid tool call arguments",
-                                  "type": "invalid_request_error", "param": None,
-                                  "code": None}}))
-        return found
+                    found.append(Violation("invalid tool call arguments",
+                                           body=_error("invalid tool call arguments")))
+        return found + super().reject(body)  # its own parser answers first
 
     def visible(self, body: dict[str, Any]) -> dict[str, Any]:
         self.loaded = True
