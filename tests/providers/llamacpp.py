@@ -12,8 +12,11 @@ tools/server/server.cpp, common/chat.cpp):
   "message": "tools param requires --jinja flag", "type": "server_error"}}` (older wording
   "Unsupported param: tools", ggml-org/llama.cpp#10920).
 - An assistant message with neither `content` nor `tool_calls`: 400 "Assistant message must
-  contain either 'content' or 'tool_calls'!" (common/chat.cpp
-  common_chat_msgs_parse_oaicompat; a `content` key holding null counts as content).
+  contain either 'content' or 'tool_calls'!" (a `content` key holding null counts as content);
+  any other message without `content`: "All non-assistant messages must contain 'content'";
+  `content` neither string, null nor array: "Expected 'content' to be a string or an array"
+  (tools/server/utils.hpp oaicompat_chat_params_parse, std::invalid_argument -> 400
+  invalid_request_error).
 - Replayed tool-call arguments that are not JSON: 500 "Failed to parse tool call arguments as
   JSON: ..." on every request with that history.
 - `GET /props`: `default_generation_settings.n_ctx` (the slot's context), `total_slots`;
@@ -46,6 +49,11 @@ def llamacpp_error(status: int, message: str, kind: str, **extra: Any) -> dict[s
     return {"error": {"code": status, "message": message, "type": kind, **extra}}
 
 
+def _invalid(message: str) -> Violation:
+    # tools/server/utils.hpp oaicompat_chat_params_parse throws std::invalid_argument: 400.
+    return Violation(message, body=llamacpp_error(400, message, "invalid_request_error"))
+
+
 @register
 class LlamaCpp(Provider):
     name = "llamacpp"
@@ -74,12 +82,18 @@ class LlamaCpp(Provider):
             found.append(Violation(message, status=500,
                                    body=llamacpp_error(500, message, "server_error")))
         for message in body.get("messages") or []:
-            if not isinstance(message, dict) or message.get("role") != "assistant":
+            if not isinstance(message, dict):
+                continue
+            content = message.get("content")
+            if message.get("role") != "assistant":
+                if "content" not in message:
+                    found.append(_invalid("All non-assistant messages must contain 'content'"))
+                elif not isinstance(content, str | list | type(None)):
+                    found.append(_invalid("Expected 'content' to be a string or an array"))
                 continue
             if "content" not in message and "tool_calls" not in message:
-                text = "Assistant message must contain either 'content' or 'tool_calls'!"
-                found.append(Violation(text, body=llamacpp_error(
-                    400, text, "invalid_request_error")))
+                found.append(_invalid(
+                    "Assistant message must contain either 'content' or 'tool_calls'!"))
             for call in message.get("tool_calls") or []:
                 arguments = (call.get("function") or {}).get("arguments")
                 try:
