@@ -483,3 +483,18 @@ async def test_ollama_refuses_what_its_request_parser_refuses() -> None:
         status, body = await _post(llm, {"model": llm.model, "messages": _replay('{"a": ')})
         assert (status, body["error"]["message"]) == (400, "invalid tool call arguments")
         llm.take_violations()
+
+
+def test_native_answers_are_read_in_their_real_shapes() -> None:
+    from bot.windows import _from_models, _from_ollama_show
+
+    llamacpp = {"object": "list", "data": [{"id": "m.gguf", "object": "model",
+                                             "owned_by": "llamacpp",
+                                             "meta": {"n_ctx": 8192, "n_ctx_train": 131072}}]}
+    assert _from_models(llamacpp, "m.gguf") == WindowInfo(8192, "llama.cpp /v1/models meta.n_ctx")
+    assert _from_models(llamacpp, "other") is None
+    # A Modelfile num_ctx above what the model was trained for: the trained length holds.
+    show = {"parameters": "num_ctx                        65536\nstop \"<|im_end|>\"",
+            "model_info": {"general.architecture": "llama", "llama.context_length": 8192}}
+    assert _from_ollama_show(show) == WindowInfo(8192, "ollama /api/show context_length")
+    assert _from_ollama_show({"error": "model 'x' not found"}) is None
