@@ -134,7 +134,7 @@ def _from_ollama_show(show: Any) -> WindowInfo | None:
         # OLLAMA_CONTEXT_LENGTH is not visible from outside; until the model is loaded (and
         # /api/ps tells), assume the default of small machines (docs/context-length.mdx).
         tokens, source = OLLAMA_DEFAULT_NUM_CTX, "ollama default num_ctx (model not loaded yet)"
-    if trained and trained < tokens:
+    if trained and trained < tokens:  # llm/server.go clamps num_ctx to it at load
         return WindowInfo(trained, "ollama /api/show context_length")
     return WindowInfo(tokens, source)
 
