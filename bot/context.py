@@ -29,6 +29,7 @@ from bot.tokens import PER_REPLY_PRIMING, TokenCounter
 
 if TYPE_CHECKING:
     from bot.agent import Agent
+    from bot.window_state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,13 @@ class Budget:
     flush_fraction: float
     target_fraction: float
     keep_last: int
+    # Server tokens per tiktoken token for this model (bot/window_state.py calibrates it): window
+    # and reserve are the server's tokens, every count here is ours.
+    ratio: float = 1.0
 
     @property
     def usable(self) -> int:
-        return max(256, self.window - self.response_reserve)
+        return max(256, int((self.window - self.response_reserve) / self.ratio))
 
     @property
     def warning_at(self) -> int:
@@ -83,6 +87,9 @@ class Budget:
 
 
 class ContextWindow:
+    # The model's real window and token ratio (set by the engine); None: the budget as given.
+    windows: WindowState | None = None
+
     def __init__(
         self,
         budget: Budget,

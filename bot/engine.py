@@ -55,6 +55,7 @@ from bot.store import Statement, Store, agent_tag
 from bot.tasks import observe
 from bot.tokens import TokenCounter
 from bot.tools import TOOL_SCHEMAS
+from bot.window_state import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,13 @@ class Engine(CommandsMixin):
         )
         self.context = ContextWindow(budget, self.counter, self.llm, TOOL_SCHEMAS, self.tz,
                                      PLAIN_TEXT_RULES[settings.plain_text_replies])
+        self.windows = WindowState(
+            budget, base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(), model=settings.llm_model,
+            configured=settings.context_window, explicit=settings.llm_context_window is not None,
+            cap=settings.llm_working_context or None, timeout=min(5.0, settings.llm_timeout),
+        )
+        self.context.windows = self.windows
         self.services = Services(
             self.store, self.recall, self.archival, self.context, self.llm,
             settings.step_cap, settings.tool_output_limit, settings.plain_text_replies,
@@ -175,6 +183,11 @@ class Engine(CommandsMixin):
             await self._close_clients()
             self.data_lock.release()
             raise
+        try:  # what this model's server said before, then what it says now
+            await self.windows.load(self.store)
+            await self.windows.discover()
+        except Exception:  # never a reason not to start: the configured window stands
+            log.exception("could not find the context window of %s", self.settings.llm_model)
         if self.recall_indexer is not None:
             self.recall_indexer.start()
         else:  # nothing would ever empty the queue
@@ -248,6 +261,7 @@ class Engine(CommandsMixin):
                     if spec is None:
                         raise KeyError(f"There is no agent {agent_id!r}.")
                     await self._create(agent_id, spec)
+                await self.windows.discover(force=False)  # Ollama: /api/ps once it is loaded
                 agent = await self._load(agent_id)
                 self._agents[agent_id] = agent
                 self._unload_idle()

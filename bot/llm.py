@@ -50,10 +50,12 @@ class LLMError(Exception):
 
 
 class ContextOverflow(LLMError):
-    """The server says the prompt does not fit the model's context window."""
+    """The server says the prompt does not fit the model's context window (`limit`: the window
+    its error states, if it states one; bot/windows.py reads every provider's wording)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, limit: int | None = None) -> None:
         super().__init__(message, "overflow")
+        self.limit = limit
 
 
 class LLMUnreachable(LLMError):
@@ -259,7 +261,7 @@ class LLMClient:
                 log.warning("LLM request refused: %s", error.describe())
                 verdict = classify(error)
                 if verdict.kind == "overflow":
-                    raise ContextOverflow(error.message) from None
+                    raise ContextOverflow(error.message, error.window) from None
                 if verdict.kind == "tool_use_failed":
                     # A sampling accident more often than not: ask once more, then make the
                     # call out of what the model wrote.

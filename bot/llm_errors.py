@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from bot import windows
 from bot.redact import redact
 from bot.tools import ToolError, parse_arguments
 
@@ -45,6 +46,7 @@ class ProviderError:
     param: str = ""
     retry_after: float | None = None
     failed_generation: str | None = None  # Groq tool_use_failed: what the model wrote
+    window: int | None = None  # the context window an overflow error states (bot/windows.py)
 
     def describe(self) -> str:
         """Everything the operator needs, for the log (records are redacted by bot/redact.py)."""
@@ -87,7 +89,7 @@ def parse_error(status: int, body: bytes, headers: Any) -> ProviderError:
         name = error["metadata"].get("provider_name") if isinstance(error, dict) else None
         return ProviderError(status, f"{inner.message} (upstream: {name})" if name else
                              inner.message, inner.code, inner.type, inner.param,
-                             inner.retry_after, inner.failed_generation)
+                             inner.retry_after, inner.failed_generation, inner.window)
     if isinstance(error, dict):
         message = str(error.get("message") or message)
         code = str(error.get("code") or "")
@@ -97,7 +99,8 @@ def parse_error(status: int, body: bytes, headers: Any) -> ProviderError:
             generation = error["failed_generation"]
     elif isinstance(error, str):
         message = error
-    return ProviderError(status, message, code, kind, param, _retry_after(headers), generation)
+    return ProviderError(status, message, code, kind, param, _retry_after(headers), generation,
+                         windows.overflow_limit(message, {"error": error}))
 
 
 def _upstream(error: Any) -> str | None:
@@ -118,7 +121,8 @@ def _retry_after(headers: Any) -> float | None:
 
 def is_context_overflow(status: int, code: str, message: str) -> bool:
     text = f"{code} {message}".lower()
-    return status in (400, 413, 422) and any(h in text for h in _OVERFLOW_HINTS)
+    return status in (400, 413, 422) and (
+        any(h in text for h in _OVERFLOW_HINTS) or windows.is_overflow_wording(text))
 
 
 # -- server set up wrong: (what the server says, lower-cased) -> what to change -----------------
@@ -184,7 +188,7 @@ def wait_hint(error: ProviderError) -> float | None:
 
 def classify(error: ProviderError) -> Verdict:
     text = error.message.lower()
-    if is_context_overflow(error.status, error.code, error.message):
+    if is_context_overflow(error.status, f"{error.code} {error.type}", error.message):
         return Verdict("overflow", error.message)
     for hint, explanation in _CONFIG:
         if hint in text:

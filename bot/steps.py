@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bot import textcalls, tools
 from bot.llm import Completion, ContextOverflow, LLMError, LLMUnreachable, replayable_calls
 from bot.messages import ToolCall, pack_system_event, pack_tool_result, utcnow
+from bot.windows import overflow_limit
 
 if TYPE_CHECKING:
     from bot.agent import Services
@@ -226,16 +227,22 @@ class StepLoop:
             messages, tokens = context.prompt(self, utcnow())
             try:
                 completion = await self._chat(messages, context.tools)
-            except ContextOverflow:
+            except ContextOverflow as error:
+                if context.windows is not None:  # a window the error states is kept for good
+                    limit = getattr(error, "limit", None) or overflow_limit(str(error))
+                    await context.windows.overflowed(limit)
                 if attempt == OVERFLOW_RETRIES:
                     break
                 # Our count said it fits, the server disagrees: trust the server and shrink
-                # the prompt well below what was just rejected.
+                # the prompt well below what was just rejected (and below the new target).
                 target = min(context.budget.target, tokens // 2) // (2**attempt)
                 log.info("context overflow for %s; evicting to %d tokens", self.id, target)
                 await self.evict(target)
                 continue
             self.record_usage("chat", completion)
+            if context.windows is not None and (notice := await context.windows.observe(
+                    tokens, completion.usage.prompt_tokens)):
+                self._emit("notice", notice)  # for the operator; the people see their reply
             if completion.finish_reason == "length" and self._turn.max_tokens is None:
                 completion = await self._with_more_room(messages, context.tools, completion)
             return completion

@@ -225,6 +225,20 @@ MIGRATIONS.append(CONTEXT_ORDER_MIGRATION)
 # reasoning_details), a JSON object sent back with it unchanged; NULL for none. A tool call's own
 # fields (Gemini's thought signature) live in its entry of `tool_calls`.
 MIGRATIONS.append("ALTER TABLE messages ADD COLUMN extra TEXT;")
+# 7: the context window and token ratio learned per model and server (bot/windows.py): an
+# overflow error's window, and server tokens per tiktoken token, survive a restart.
+MIGRATIONS.append("""
+    CREATE TABLE model_windows (
+        base_url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        learned_window INTEGER,
+        server_window INTEGER,  -- what the server reported when learned_window was learned
+        token_ratio REAL NOT NULL DEFAULT 1.0,
+        samples INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (base_url, model)
+    );
+""")
 
 CONTEXT_ORDER = "COALESCE(position, id), id"
 

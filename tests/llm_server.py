@@ -428,6 +428,9 @@ class ScriptedLLM:
                 return web.json_response(problems[0].error_body(), status=problems[0].status)
             if body.get("stream"):
                 return _error_response(fail(400, "stream=true is not supported", param="stream"))
+            refused = self.provider.refuse(body)
+            if refused is not None:
+                return await self._serve_chat(request, body, refused)
             body = self.provider.visible(body)
             step = self.provider.render(body, await self._next_step(body))
             return await self._serve_chat(request, body, step)

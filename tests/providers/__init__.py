@@ -59,6 +59,11 @@ class Provider:
         """Every reason the provider refuses this request (empty: it answers)."""
         return validate(body)
 
+    def refuse(self, body: dict[str, Any]) -> Step | None:
+        """An error the server answers a valid request with, e.g. a prompt over its window
+        (not a broken rule, so not a violation; no scripted step is used up)."""
+        return None
+
     def visible(self, body: dict[str, Any]) -> dict[str, Any]:
         """The request as the model gets it (a server may drop messages, e.g. Ollama's num_ctx)."""
         return body
