@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     # Most tokens a call carries, whatever the model's window (cost: a 1M-token model would
     # otherwise carry ~730k a call); 0 = the model's whole window.
     llm_working_context: int = Field(default=32000, ge=0)
+    # None (empty): not sent, the model's own default; never sent to OpenAI's reasoning models.
+    llm_temperature: float | None = Field(default=None, ge=0, le=2)
     llm_max_response_tokens: int = 1024
     # Room for reasoning on top of the answer's budget, for models that think first (bot/llm.py);
     # at most a quarter of the context window.

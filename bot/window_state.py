@@ -194,6 +194,10 @@ class WindowState:
         if reported < TRUNCATION_FRACTION * estimated * self.ratio:
             if self.hosted:  # they refuse, never cut; a low count there is something else
                 return None  # (e.g. cached tokens left out of it): not a sample either
+            if reported < MIN_WINDOW:
+                # No server runs a model in fewer tokens: a count this low is a server that
+                # does not count (or reports nonsense), not one that cut the prompt.
+                return None
             return await self._truncated(estimated, reported)
         sample = _bounded(reported / estimated)
         self.ratio = sample if self.samples == 0 else _bounded(
