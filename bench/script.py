@@ -16,12 +16,12 @@ people's side of the conversation is in bench/words.py.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from typing import Any
 
 from bench.words import WORDS, query
+from bot.messages import unpack_event
 from tests.llm_server import Step, call
 
 _DIRECTIVE = re.compile(r"#(\w+) (\d+)")
@@ -32,13 +32,10 @@ def _last_event(messages: list[dict[str, Any]]) -> tuple[str, int, str] | None:
     for message in reversed(messages):
         if message.get("role") != "user":
             continue
-        try:
-            event = json.loads(message.get("content") or "")
-        except ValueError:
+        event = unpack_event(message.get("content"))
+        if event is None or event.kind != "user_message":
             continue
-        if event.get("type") != "user_message":
-            continue
-        text = str(event.get("message", ""))
+        text = event.text
         found = _DIRECTIVE.search(text)
         if found:
             return found.group(1), int(found.group(2)), text

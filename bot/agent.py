@@ -139,6 +139,8 @@ class Agent:
         self.archival_count = archival_count
         self.options = options
         self.paused_until: datetime | None = None
+        # (name, id) of the last person whose message was accepted (bot/engine.py, accept).
+        self.last_speaker: tuple[str | None, str | None] | None = None
         self.recall: RecallMemory = services.recall
         self.archival: ArchivalMemory = services.archival
         self._reset_turn()
@@ -319,7 +321,7 @@ class Agent:
             "assistant", "assistant", completion.content, tool_calls=replayed
         ))
         said: list[str] = []
-        again = False
+        again = heartbeat = False
         for call, sent in zip(completion.tool_calls, replayed, strict=True):
             inner = tools.peek_thoughts(call.arguments)
             if inner and not thoughts:
@@ -332,7 +334,8 @@ class Agent:
                 said.append(outcome.sent_message)
             if not (spoken and outcome.ok):
                 self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
-            again = again or not outcome.ok or outcome.request_heartbeat
+            again = again or not outcome.ok or tools.must_read(call.name)
+            heartbeat = heartbeat or outcome.request_heartbeat
             self.append(self.new_message(
                 "tool", "tool_result",
                 pack_tool_result(outcome.ok, self._clip_output(outcome.message), self.now_text()),
@@ -340,6 +343,10 @@ class Agent:
             ))
         if said:
             assistant.text = "\n\n".join(said)
+        # A reply in the response ends the turn, as the prompt says: a memory edit's heartbeat
+        # next to send_message would buy a second call with nothing left to say. A failure, or
+        # a result still to be read (a search), gets its step all the same.
+        again = again or (heartbeat and not said)
         if completion.finish_reason == "length" and not said:
             again = True
         return again
