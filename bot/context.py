@@ -149,7 +149,7 @@ class ContextWindow:
         text = (
             f"# Memory status (as of {long_time_text(now, self.tz)}; event times are"
             f" {self.tz.key} time)\n"
-            f"Core memory last edited: {edited}.\n"
+            f"Core memory last edited: {edited}; characters used/limit: {agent.core.sizes()}.\n"
             f"{earlier} earlier messages are in recall memory, out of your context"
             " (conversation_search, conversation_search_date).\n"
             f"{agent.archival_count} passages are in archival memory (archival_memory_search)."

@@ -27,7 +27,7 @@ async def test_send_message_reaches_the_user(engine: Engine, llm: ScriptedLLM) -
     assert result.llm_calls == 1
     request = llm.requests[0]
     system = request["messages"][0]["content"]
-    assert "<persona characters=" in system and "My name is Sam" in system
+    assert "<persona>\nMy name is Sam" in system and "persona 437/2000" in system
     assert "earlier messages are in recall memory" in system
     user = json.loads(request["messages"][-1]["content"])
     assert user == {"from": "Alice", "time": user["time"], "text": "hello"}

@@ -156,10 +156,13 @@ async def test_a_memory_edit_shows_from_the_next_call_after_the_stable_part(
     before, after = llm.requests[-2], llm.requests[-1]
     old, new = before["messages"][0]["content"], after["messages"][0]["content"]
     assert NOTE not in old and NOTE in new  # reflected from the very next call
-    # Instructions and the persona block come first and stay; the status comes last.
-    assert new.index("</persona>") < new.index("<human") < new.index("# Memory status")
+    # Instructions, the persona block and the human block up to the appended line come first
+    # and stay; the sizes and the status come last.
+    assert new.index("</persona>") < new.index("<human>") < new.index("# Memory status")
     common = next(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b)
-    assert common > new.index("</persona>")
+    assert common == new.index(NOTE)
+    size = int(re.search(r"human (\d+)/2000", old)[1])  # type: ignore[index]
+    assert f"human {size + 1 + len(NOTE)}/2000" in new
     # Everything before the system message (the tools) is the same too.
     assert rendered(after).startswith(json.dumps(before.get("tools")))
 
