@@ -44,9 +44,9 @@ through to today too two under until up upon us very was way we well were what w
 while who whom why will with within without would yes yet you your yours
 hi hello hey bye ok okay thanks thank sorry lol yeah nope cool nice welcome everyone someone
 anyone nobody somebody people person friend friends bot admin mod here there
-message messages user users name names time type event status failed error reason system alert login
+message messages user users name names time type status failed error reason system alert login
 heartbeat function tool tools assistant send reply core memory archival recall human persona
-summary note notes search page true false null text content data id ids role kind
+summary note notes search page true false null text content data id ids role kind event
 am pm utc gmt est pst cet now today tomorrow yesterday morning evening night week month year
 monday tuesday wednesday thursday friday saturday sunday january february march april june july
 august september october november december
