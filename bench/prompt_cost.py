@@ -186,7 +186,7 @@ class Run:
         return [context.clipped(m) for m in queue[start - summary:]]
 
 
-async def _scenario(quick: bool, section: Section) -> dict[str, Any]:
+async def _scenario(quick: bool) -> dict[str, Any]:
     llm = ScriptedLLM(strict=True)
     model = Model()
     llm.handler = model
@@ -272,7 +272,7 @@ async def run(quick: bool) -> Section:
         " person with an 18-digit id; tokens with the engine's tokenizer; 'words' = what the"
         " person said, the note saved, the reply and the thoughts; stable prefix = tokens of the"
         " rendered prompt (tools, then messages) identical to the agent's previous call"))
-    f = await _scenario(quick, section)
+    f = await _scenario(quick)
     ex = f["exchange"]
     for key, label in (("two_steps", "user + edit call + result + send call + result"),
                        ("one_response", "user + one response with edit and send + 2 results"),

@@ -184,7 +184,6 @@ def pack_tool_result(ok: bool, message: str, time: str | None = None) -> str:
     return TOOL_OK if message in _BARE_SUCCESS else f"{TOOL_OK}: {message}"
 
 
-
 def unpack_tool_result(content: str | None) -> tuple[bool, str]:
     """(ok, report) of a stored function result, in either framing."""
     text = content or ""
