@@ -22,7 +22,8 @@ from bench import search, transport
 from bench.common import RESULTS, Section, machine
 from bench.report import summary_table
 
-SECTIONS = ["overhead", "prompt", "concurrency", "search", "footprint", "discord", "micro"]
+SECTIONS = ["overhead", "prompt", "prompt_cost", "concurrency", "search", "footprint", "discord",
+            "micro"]
 _MODULES = {"discord": "through_discord"}
 
 

@@ -40,6 +40,23 @@ def _tokens(f: dict[str, Any]) -> tuple[str, bool | None]:
             f" {f['fixed_tokens']:.0f} tokens)", None)
 
 
+def _cost(f: dict[str, Any]) -> tuple[str, bool | None]:
+    sizes = "; ".join(f"{size} messages: plain {s['plain_turn']}, memory edit"
+                      f" {s['edit_one_response']} in one response / {s['edit_two_steps']} in"
+                      " two steps" for size, s in f["sizes"].items())
+    return (f"wrapper {f['exchange']['two_steps']['wrapper_share'] * 100:.0f}% of a typical"
+            f" exchange; tokens per turn at {sizes}", None)
+
+
+def _edit_calls(f: dict[str, Any]) -> tuple[str, bool | None]:
+    ex, prefix = f["exchange"], f["prefix"]["after_edit_two_steps"]
+    return (f"{ex['one_response']['calls']} in one response"
+            f" ({ex['one_response_heartbeat']['calls']} with request_heartbeat true),"
+            f" {ex['two_steps']['calls']} in two steps; stable prefix"
+            f" after an edit {prefix['prefix']} of {prefix['prompt']} tokens",
+            ex["one_response"]["calls"] == 1 and ex["one_response_heartbeat"]["calls"] == 1)
+
+
 def _throughput(f: dict[str, Any]) -> tuple[str, bool | None]:
     return (f"{f['turns_per_s']:.1f} turns/s ({f['share_of_limit'] * 100:.0f}% of"
             f" {f['limit']:.0f}); order kept: {f['in_order']}; max turn {f['max_s']:.1f} s",
@@ -112,6 +129,9 @@ ROWS: list[tuple[str, str, str, Check]] = [
     ("overhead", "Overhead growth, empty → largest", "≤ 2×", _flat),
     ("prompt", "LLM calls per plain chat turn", "exactly 1", _calls),
     ("prompt", "Prompt tokens per turn, cacheable prefix", "report", _tokens),
+    ("prompt_cost", "Prompt tokens per turn, framing", "report", _cost),
+    ("prompt_cost", "LLM calls per memory-edit turn", "1 when edit + reply share a response",
+     _edit_calls),
     ("concurrency", "500 conversations, 1 s LLM, 64 in flight", "≥ 90% of 64 turns/s",
      lambda f: _throughput(f["capped"])),
     ("concurrency", "One slow agent (10 s calls) among others", "delays no one",

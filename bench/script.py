@@ -16,29 +16,27 @@ people's side of the conversation is in bench/words.py.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from typing import Any
 
 from bench.words import WORDS, query
+from bot.messages import unpack_event
 from tests.llm_server import Step, call
 
 _DIRECTIVE = re.compile(r"#(\w+) (\d+)")
-_HUMAN_BLOCK = re.compile(r'<human characters="(\d+)/(\d+)">\n(.*?)\n</human>', re.S)
+_HUMAN_BLOCK = re.compile(r"<human>\n(.*?)\n</human>.*?characters used/limit: .*?human"
+                          r" (\d+)/(\d+)", re.S)
 
 
 def _last_event(messages: list[dict[str, Any]]) -> tuple[str, int, str] | None:
     for message in reversed(messages):
         if message.get("role") != "user":
             continue
-        try:
-            event = json.loads(message.get("content") or "")
-        except ValueError:
+        event = unpack_event(message.get("content"))
+        if event is None or event.kind != "user_message":
             continue
-        if event.get("type") != "user_message":
-            continue
-        text = str(event.get("message", ""))
+        text = event.text
         found = _DIRECTIVE.search(text)
         if found:
             return found.group(1), int(found.group(2)), text
@@ -48,8 +46,8 @@ def _last_event(messages: list[dict[str, Any]]) -> tuple[str, int, str] | None:
 def _core_edit(system: str, seq: int) -> Step:
     fact = f"Fact {seq}: likes {WORDS[seq % len(WORDS)]}."
     block = _HUMAN_BLOCK.search(system)
-    if block and int(block.group(1)) + len(fact) + 1 > int(block.group(2)) - 100:
-        last = block.group(3).rsplit("\n", 1)[-1]
+    if block and int(block.group(2)) + len(fact) + 1 > int(block.group(3)) - 100:
+        last = block.group(1).rsplit("\n", 1)[-1]
         return call("core_memory_replace", label="human", old_content=last, new_content=fact,
                     request_heartbeat=True, inner_thoughts="Keep the block short.")
     return call("core_memory_append", label="human", content=fact, request_heartbeat=True,

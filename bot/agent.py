@@ -139,6 +139,8 @@ class Agent(StepLoop):
         self.archival_count = archival_count
         self.options = options
         self.paused_until: datetime | None = None
+        # (name, id) of the last person whose message was accepted (bot/engine.py, accept).
+        self.last_speaker: tuple[str | None, str | None] | None = None
         self.recall: RecallMemory = services.recall
         self.archival: ArchivalMemory = services.archival
         self._reset_turn()

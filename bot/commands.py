@@ -246,7 +246,7 @@ class CommandsMixin:
         return {
             "tools": context.tools_tokens,
             "system": sum(self.counter.count(p) for p in parts),
-            "core_memory": self.counter.count(parts[-1]),
+            "core_memory": self.counter.count(context.core_part(agent)),
             "summary": self.counter.count(summary["content"]) if summary else 0,
             "messages": messages,
             "total": total,

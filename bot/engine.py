@@ -385,7 +385,13 @@ class Engine(CommandsMixin):
         now = created_at or utcnow()
         time_text = local_time_text(now, self.tz)
         if kind == "user_message":
-            content = pack_user_message(text, sender_name, sender_id, time_text)
+            # The id tells people with one name apart: said when the speaker changes, not on
+            # every message (a DM would repeat one 18-digit id all along).
+            speaker = (sender_name, sender_id)
+            new_speaker = agent.last_speaker != speaker
+            agent.last_speaker = speaker
+            content = pack_user_message(text, sender_name, sender_id if new_speaker else None,
+                                        time_text)
             said: str | None = text
         else:
             content, said = pack_system_event(kind, text, time_text), None

@@ -3,6 +3,13 @@
 Like the original MemGPT, user input and system events reach the model as JSON in user-role
 messages, so the model can tell a person's words from a heartbeat or a memory alert, and a person
 cannot forge a system event by typing one (their text is always a JSON string value).
+
+The framing is compact, since it is paid on every message of every call (docs/benchmarks.md,
+"What a turn costs"): `{"from":"Ada","id":"…","time":"2026-12-04 19:54","text":"…"}` for a
+person (the id only when the speaker changes), `{"event":"heartbeat","time":…,"text":…}` for a
+system event, and a function result as plain text: `OK`, `OK: <report>` or `Error: <reason>`.
+Messages are stored packed; the older, longer framing (`{"type": "user_message", ...}`,
+`{"status": "OK", ...}`) is still read by `unpack_event` and `unpack_tool_result`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,13 @@ def parse_iso(text: str) -> datetime:
 
 
 def local_time_text(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %I:%M:%S %p %Z%z").strip()
+    """An event's time: local, to the minute (the system message names the time zone)."""
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def long_time_text(moment: datetime, tz: ZoneInfo) -> str:
+    """The time with its weekday and zone, said once in the system message."""
+    return moment.astimezone(tz).strftime("%A %Y-%m-%d %H:%M %Z").strip()
 
 
 def clean_text(text: str) -> str:
@@ -185,23 +198,81 @@ INSERT_MESSAGE = (
 
 
 def _packed(event: dict[str, Any]) -> str:
-    return json.dumps(event, ensure_ascii=False)
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
 def pack_user_message(text: str, sender_name: str | None, sender_id: str | None, time: str) -> str:
-    event: dict[str, Any] = {"type": "user_message", "message": text, "time": time}
-    if sender_name:
-        event["name"] = sender_name
+    """A person's message. Pass sender_id only when it tells the model something (a new
+    speaker); the name always comes, "user" when unknown."""
+    event: dict[str, Any] = {"from": sender_name or "user"}
     if sender_id:
-        event["user_id"] = sender_id
+        event["id"] = sender_id
+    event["time"] = time
+    event["text"] = text
     return _packed(event)
 
 
 def pack_system_event(kind: str, message: str, time: str) -> str:
     """kind: heartbeat | system_alert | login."""
-    key = "reason" if kind == "heartbeat" else "message"
-    return _packed({"type": kind, key: message, "time": time})
+    return _packed({"event": kind, "time": time, "text": message})
 
 
-def pack_tool_result(ok: bool, message: str, time: str) -> str:
-    return _packed({"status": "OK" if ok else "Failed", "message": message, "time": time})
+TOOL_OK = "OK"
+TOOL_ERROR = "Error: "
+_BARE_SUCCESS = {"", "Message sent."}
+
+
+def pack_tool_result(ok: bool, message: str, time: str | None = None) -> str:
+    """A function's result. It follows its call at once, whose input event has the time, so
+    `time` (kept for callers) is not sent; a bare success ("Message sent.") is just OK."""
+    if not ok:
+        return TOOL_ERROR + message
+    return TOOL_OK if message in _BARE_SUCCESS else f"{TOOL_OK}: {message}"
+
+
+def unpack_tool_result(content: str | None) -> tuple[bool, str]:
+    """(ok, report) of a stored function result, in either framing."""
+    text = content or ""
+    if text.startswith("{"):
+        try:
+            old = json.loads(text)
+        except ValueError:
+            old = None
+        if isinstance(old, dict) and "status" in old:
+            return old.get("status") == "OK", str(old.get("message", ""))
+    if text.startswith(TOOL_ERROR):
+        return False, text[len(TOOL_ERROR):]
+    if text == TOOL_OK:
+        return True, ""
+    return True, text.removeprefix(f"{TOOL_OK}: ")
+
+
+@dataclass
+class Event:
+    """A packed user-role event read back: kind is user_message, heartbeat, system_alert..."""
+
+    kind: str
+    text: str
+    time: str | None = None
+    name: str | None = None
+    sender_id: str | None = None
+
+
+def unpack_event(content: str | None) -> Event | None:
+    """A packed event in either framing; None for anything else (e.g. the summary)."""
+    try:
+        data = json.loads(content or "")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "from" in data and "text" in data:
+        return Event("user_message", str(data["text"]), data.get("time"), data["from"],
+                     data.get("id"))
+    if "event" in data:
+        return Event(str(data["event"]), str(data.get("text", "")), data.get("time"))
+    if "type" in data:  # the framing before issue 11
+        text = data.get("message", data.get("reason", ""))
+        return Event(str(data["type"]), str(text), data.get("time"), data.get("name"),
+                     data.get("user_id"))
+    return None

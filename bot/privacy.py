@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bot.messages import unpack_tool_result
+
 MIN_NAME_CHARS = 3
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"\w+")
@@ -44,7 +46,7 @@ hi hello hey bye ok okay thanks thank sorry lol yeah nope cool nice welcome ever
 anyone nobody somebody people person friend friends bot admin mod here there
 message messages user users name names time type status failed error reason system alert login
 heartbeat function tool tools assistant send reply core memory archival recall human persona
-summary note notes search page true false null text content data id ids role kind
+summary note notes search page true false null text content data id ids role kind event
 am pm utc gmt est pst cet now today tomorrow yesterday morning evening night week month year
 monday tuesday wednesday thursday friday saturday sunday january february march april june july
 august september october november december
@@ -87,12 +89,9 @@ def said_texts(row: Mapping[str, Any]) -> list[str]:
             arguments = _loads(call.get("function", {}).get("arguments"))
             texts += list(_said_values(arguments))
         return texts
-    if role == "tool":  # the function's output message, e.g. search results it quoted
-        result = _loads(row["content"])
-        if isinstance(result, Mapping):
-            message = result.get("message")
-            return list(_said_values(message))
-        return [row["content"]] if row["content"] else []
+    if role == "tool":  # the function's report, e.g. search results it quoted
+        report = unpack_tool_result(row["content"])[1]
+        return [report] if report else []
     return []
 
 

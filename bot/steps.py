@@ -140,7 +140,7 @@ class StepLoop:
             "assistant", "assistant", thoughts, tool_calls=replayed, extra=completion.extra
         ))
         said: list[str] = []
-        again = False
+        again = heartbeat = False
         for call, sent in zip(calls, replayed, strict=True):
             inner = tools.peek_thoughts(call.arguments)
             if inner and not thoughts:
@@ -153,7 +153,8 @@ class StepLoop:
                 said.append(outcome.sent_message)
             if not (spoken and outcome.ok):
                 self._emit("result", outcome.message, name=call.name, ok=outcome.ok)
-            again = again or not outcome.ok or outcome.request_heartbeat
+            again = again or not outcome.ok or tools.must_read(call.name)
+            heartbeat = heartbeat or outcome.request_heartbeat
             self.append(self.new_message(
                 "tool", "tool_result",
                 pack_tool_result(outcome.ok, self._clip_output(outcome.message), self.now_text()),
@@ -161,6 +162,10 @@ class StepLoop:
             ))
         if said:
             assistant.text = "\n\n".join(said)
+        # A reply in the response ends the turn, as the prompt says: a memory edit's heartbeat
+        # next to send_message would buy a second call with nothing left to say. A failure, or
+        # a result still to be read (a search), gets its step all the same.
+        again = again or (heartbeat and not said)
         if self._turn.looping:
             return False  # the same call again: more steps would only repeat it
         if cut and not said:

@@ -19,7 +19,7 @@ from rich.table import Table
 from bot.agent import AgentEvent, TurnResult
 from bot.commands import CommandError
 from bot.engine import AgentSpec, Engine
-from bot.messages import Message
+from bot.messages import Message, unpack_tool_result
 
 log = logging.getLogger(__name__)
 
@@ -313,11 +313,10 @@ class TerminalChat:
                 else:
                     self.show(AgentEvent("call", call.arguments, call.name))
         elif message.role == "tool":
-            data = json.loads(message.content or "{}")
-            if message.tool_name == "send_message" and data.get("status") == "OK":
+            ok, report = unpack_tool_result(message.content)
+            if message.tool_name == "send_message" and ok:
                 return  # the message itself was shown with its call
-            self.show(AgentEvent("result", str(data.get("message", "")), message.tool_name,
-                                 data.get("status") == "OK"))
+            self.show(AgentEvent("result", report, message.tool_name, ok))
 
     async def cmd_memory(self, rest: str) -> None:
         view = await self.engine.memory(self.agent_id)

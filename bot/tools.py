@@ -23,14 +23,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_THOUGHTS = {
-    "type": "string",
-    "description": "Your private inner monologue for this step (never shown to the user).",
-}
+# Both are in every function's schema, on every call: kept short.
+_THOUGHTS = {"type": "string", "description": "Your private inner monologue (never shown)."}
 _HEARTBEAT = {
     "type": "boolean",
-    "description": "true to get control back after this function runs (to chain another step);"
-    " false when you are done.",
+    "description": "true for another step after this one (to read results); false if done or"
+    " if send_message is in this response.",
 }
 _PAGE = {"type": "integer", "description": "Result page, starting at 0.", "minimum": 0}
 
@@ -366,6 +364,12 @@ RETIRED = {
     "pause_heartbeats": "Nothing to pause: there are no timed heartbeats. (This function no"
     " longer exists.)",
 }
+
+
+def must_read(name: str) -> bool:
+    """Whether the function's result is useless until the model reads it (a search)."""
+    spec = TOOLS.get(name)
+    return spec is not None and spec.always_continue
 
 
 async def execute(agent: Agent, name: str, raw_arguments: str) -> ToolOutcome:

@@ -6,12 +6,19 @@ import json
 from datetime import UTC, datetime
 
 from bot.engine import Engine
+from bot.messages import unpack_tool_result
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, call, calls, fail, raw_call, say
 
 
 def tool_results(request: dict) -> list[dict]:
-    return [json.loads(m["content"]) for m in request["messages"] if m["role"] == "tool"]
+    """Each function result as {"status": "OK" | "Failed", "message": its report}."""
+    results = []
+    for message in request["messages"]:
+        if message["role"] == "tool":
+            ok, report = unpack_tool_result(message["content"])
+            results.append({"status": "OK" if ok else "Failed", "message": report})
+    return results
 
 
 async def test_send_message_reaches_the_user(engine: Engine, llm: ScriptedLLM) -> None:
@@ -21,11 +28,10 @@ async def test_send_message_reaches_the_user(engine: Engine, llm: ScriptedLLM) -
     assert result.llm_calls == 1
     request = llm.requests[0]
     system = request["messages"][0]["content"]
-    assert "<persona characters=" in system and "My name is Sam" in system
+    assert "<persona>\nMy name is Sam" in system and "persona 437/2000" in system
     assert "earlier messages are in recall memory" in system
     user = json.loads(request["messages"][-1]["content"])
-    assert user == {"type": "user_message", "message": "hello", "time": user["time"],
-                    "name": "Alice"}
+    assert user == {"from": "Alice", "time": user["time"], "text": "hello"}
     assert {t["function"]["name"] for t in request["tools"]} == {
         "send_message", "core_memory_append", "core_memory_replace", "conversation_search",
         "conversation_search_date", "archival_memory_insert", "archival_memory_search",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-SECTIONS = ["overhead", "prompt", "concurrency", "search", "footprint", "discord", "micro"]
+SECTIONS = ["overhead", "prompt", "prompt_cost", "concurrency", "search", "footprint", "discord",
+            "micro"]
 
 
 def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:

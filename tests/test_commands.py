@@ -8,6 +8,7 @@ import pytest
 
 from bot.commands import CommandError
 from bot.engine import Engine
+from bot.messages import unpack_event
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, call, calls, say
 
@@ -78,12 +79,12 @@ async def test_heartbeat_and_memory_warning_events(engine: Engine, llm: Scripted
     llm.push(call("send_message", message="just checking in"))
     result = await engine.heartbeat("cli:a")
     assert result.replies == ["just checking in"]
-    event = json.loads(llm.requests[-1]["messages"][-1]["content"])
-    assert event["type"] == "heartbeat"
+    event = unpack_event(llm.requests[-1]["messages"][-1]["content"])
+    assert event is not None and event.kind == "heartbeat"
     llm.push(call("archival_memory_insert", content="Important: Alice likes tea."))
     await engine.memory_warning("cli:a")
-    event = json.loads(llm.requests[-1]["messages"][-1]["content"])
-    assert event["type"] == "system_alert" and "Memory pressure" in event["message"]
+    event = unpack_event(llm.requests[-1]["messages"][-1]["content"])
+    assert event is not None and event.kind == "system_alert" and "Memory pressure" in event.text
     assert (await engine.memory("cli:a")).archival_count == 1
 
 

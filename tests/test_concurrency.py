@@ -8,6 +8,7 @@ from typing import Any
 from bot.engine import Engine
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, call, last_user_text
+from tests.turns import is_person
 
 
 async def test_a_slow_agent_never_delays_another(engine: Engine, llm: ScriptedLLM) -> None:
@@ -52,6 +53,6 @@ async def test_messages_to_one_agent_are_processed_in_order(
     assert results[0].replies == ["answer 1"]
     # The two messages that waited are answered together, in order, in one turn.
     assert results[1] is results[2] and results[1].replies == ["answer 2"]
-    texts = [u for u in seen[1] if '"user_message"' in u]
+    texts = [u for u in seen[1] if is_person(u)]
     assert ["first" in texts[0], "second" in texts[1], "third" in texts[2]] == [True] * 3
     assert llm.chat_calls == 2

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bot.engine import Engine
+from bot.messages import unpack_event
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, call, context_overflow, fail, say
 
@@ -20,9 +20,9 @@ def alerts(request: dict[str, Any]) -> list[str]:
     found = []
     for message in request["messages"][1:]:
         if message["role"] == "user" and message["content"].startswith("{"):  # not the summary
-            event = json.loads(message["content"])
-            if event["type"] == "system_alert":
-                found.append(event["message"])
+            event = unpack_event(message["content"])
+            if event is not None and event.kind == "system_alert":
+                found.append(event.text)
     return found
 
 

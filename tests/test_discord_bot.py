@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
+from bot.messages import unpack_event
 from tests.discord_emulator import run_client
 from tests.discord_world import World, next_reply, reply_with
 from tests.llm_server import call, last_user_text
@@ -44,9 +45,9 @@ async def test_mention_gets_typing_then_a_reply(world: World, bot: Mnemocord) ->
     assert reply.reference and int(reply.reference["message_id"]) == asked.id
     typing = [t for t in world.emu.typings if t.channel_id == world.general.id]
     assert typing and typing[0].seq < reply.seq
-    event = json.loads(world.llm.requests[0]["messages"][-1]["content"])
-    assert event["message"] == "hi!" and event["name"] == "Alice"
-    assert event["user_id"] == str(world.alice.id)
+    event = unpack_event(world.llm.requests[0]["messages"][-1]["content"])
+    assert event is not None and event.text == "hi!" and event.name == "Alice"
+    assert event.sender_id == str(world.alice.id)
 
 
 async def test_ignores_unaddressed_messages_bots_and_everyone(world: World,
@@ -91,9 +92,9 @@ async def test_shared_channel_keeps_speakers_apart(world: World, bot: Mnemocord)
     await next_reply(world, world.general)
     await world.emu.user_sends(world.bob, world.general, f"{world.mention()} I'm a pilot")
     await next_reply(world, world.general)
-    events = [json.loads(m["content"]) for m in world.llm.requests[-1]["messages"]
-              if m["role"] == "user" and '"user_message"' in m["content"]]
-    assert [(e["name"], e["user_id"], e["message"]) for e in events] == [
+    events = [unpack_event(m["content"]) for m in world.llm.requests[-1]["messages"]
+              if m["role"] == "user"]
+    assert [(e.name, e.sender_id, e.text) for e in events if e and e.kind == "user_message"] == [
         ("Alice", str(world.alice.id), "I'm a baker"), ("Bob", str(world.bob.id), "I'm a pilot")]
     assert "<human" in world.llm.requests[-1]["messages"][0]["content"]
     assert "shared channel" in world.llm.requests[-1]["messages"][0]["content"]
@@ -164,7 +165,7 @@ async def test_incoming_mentions_are_resolved_to_names(world: World, bot: Mnemoc
                                f"{world.mention()} say hi to <@{world.bob.id}> in"
                                f" <#{world.general.id}>")
     await next_reply(world, world.general)
-    said = json.loads(world.llm.requests[-1]["messages"][-1]["content"])["message"]
+    said = json.loads(world.llm.requests[-1]["messages"][-1]["content"])["text"]
     assert said == "say hi to @Bob in #general"
 
 
@@ -186,7 +187,7 @@ async def test_gateway_resume_mid_conversation_keeps_the_reply(world: World,
     async def slow(request: dict[str, Any]) -> Any:
         if "first" in last_user_text(request):
             await release.wait()
-        return reply_with("re: " + json.loads(last_user_text(request))["message"])
+        return reply_with("re: " + json.loads(last_user_text(request))["text"])
 
     world.llm.handler = slow
     dm = world.emu.dm_channel(world.alice)
@@ -209,8 +210,8 @@ async def test_messages_arriving_while_thinking_are_answered_in_order(
     async def handler(request: dict[str, Any]) -> Any:
         if world.llm.chat_calls == 1:
             await release.wait()
-        texts = [json.loads(m["content"])["message"] for m in request["messages"]
-                 if m["role"] == "user" and '"user_message"' in m["content"]]
+        texts = [e.text for e in (unpack_event(m["content"]) for m in request["messages"]
+                                  if m["role"] == "user") if e and e.kind == "user_message"]
         return reply_with(" | ".join(texts))
 
     world.llm.handler = handler
@@ -267,7 +268,7 @@ async def test_small_text_attachments_reach_the_agent(world: World, bot: Mnemoco
                                                ("photo.png", b"\x89PNG....", "image/png")])
     reply = await next_reply(world, world.emu.dm_channel(world.alice))
     assert reply.content == "Saved your recipe."
-    said = json.loads(world.llm.requests[0]["messages"][-1]["content"])["message"]
+    said = json.loads(world.llm.requests[0]["messages"][-1]["content"])["text"]
     assert "[attached file recipe.txt]\nflour, water, salt\n[end of file]" in said
     assert "[attached file: photo.png (image/png" in said
     assert (await bot.engine.memory(f"dm:{world.alice.id}")).archival_count == 1

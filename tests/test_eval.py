@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.eval.__main__ import main as eval_main
 from bot.eval.qa import JudgeConfig, evaluate_qa
 from bot.eval.retrieval import evaluate_retrieval
+from bot.messages import unpack_tool_result
 from tests.llm_server import ScriptedLLM, Step, call, last_user_text, say
 
 LOCOMO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "locomo"
@@ -143,10 +144,10 @@ def _scripted_agent_and_judge(judge_model: str) -> Callable[[dict[str, Any]], St
             return say(json.dumps({"reasoning": "scripted", "label": label}))
         last = request["messages"][-1]
         if last["role"] == "tool":
-            found = json.loads(last["content"])["message"].splitlines()
+            found = unpack_tool_result(last["content"])[1].splitlines()
             best = found[1].split(": ", 1)[1] if len(found) > 1 else "I don't know."
             return call("send_message", message=best)
-        question = json.loads(last_user_text(request))["message"]
+        question = json.loads(last_user_text(request))["text"]
         return call("conversation_search", query=question, request_heartbeat=True)
 
     return handler

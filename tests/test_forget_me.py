@@ -268,6 +268,8 @@ def test_names_match_whole_in_said_text_and_common_words_never() -> None:
     result = {"role": "tool", "content": json.dumps({"status": "OK", "message": "done",
                                                      "time": "5 PM UTC"})}
     assert said_texts(call) == ["hi"] and said_texts(result) == ["done"]
+    assert said_texts({"role": "tool", "content": "OK: done"}) == ["done"]
+    assert said_texts({"role": "tool", "content": "OK"}) == []
     envelope = Matcher(MEMBER, ["status", "send_message", "UTC"])
     assert not envelope.any(said_texts(call)) and not envelope.any(said_texts(result))
 

@@ -31,7 +31,7 @@ from tests.conftest import SCRIPTED_EMBEDDINGS
 from tests.discord_emulator import Channel, DiscordEmulator, User, run_client
 from tests.llm_server import ScriptedLLM, calls, say
 from tests.sizes import FULL, pick, report
-from tests.turns import turn_inputs
+from tests.turns import is_person, turn_inputs
 
 SHARED = 5
 PER_MEMBER = pick(20, 40)  # users who also have a private agent in a per-member channel
@@ -116,7 +116,7 @@ def steps_in_turn(messages: list[dict[str, Any]]) -> int:
     for message in reversed(messages):
         if message["role"] == "assistant":
             steps += 1
-        elif message["role"] == "user" and '"user_message"' in (message.get("content") or ""):
+        elif message["role"] == "user" and is_person(message.get("content")):
             return steps
     return steps
 

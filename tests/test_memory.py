@@ -11,7 +11,7 @@ import pytest
 from bot.embeddings import LocalEmbedder
 from bot.engine import Engine
 from bot.memory.archival import chunk_text
-from bot.messages import INSERT_MESSAGE, Message
+from bot.messages import INSERT_MESSAGE, Message, unpack_tool_result
 from bot.store import agent_tag
 from tests.conftest import SPEC
 from tests.llm_server import ScriptedLLM, call
@@ -66,14 +66,14 @@ async def test_conversation_search_tools_page_and_dates(engine: Engine, llm: Scr
     )
     result = await engine.send("cli:a", "what did I say about roses?", spec=SPEC)
     assert result.replies == ["found them"]
-    results = [json.loads(m["content"]) for m in llm.requests[-1]["messages"]
-               if m["role"] == "tool"]
+    results = [dict(zip(("ok", "message"), unpack_tool_result(m["content"]), strict=True))
+               for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
     search, by_date, bad = results
     # The question itself is in context, so the search leaves it out: 7 stored updates remain.
     assert "Showing results 6-7 of 7 (page 1 of pages 0-1)" in search["message"]
     assert "of 2 " in by_date["message"] and "garden update 1" in by_date["message"]
     assert "garden update 3" not in by_date["message"]
-    assert bad["status"] == "Failed" and "YYYY-MM-DD" in bad["message"]
+    assert not bad["ok"] and "YYYY-MM-DD" in bad["message"]
 
 
 async def test_recall_date_search_boundaries(engine: Engine) -> None:
@@ -118,9 +118,9 @@ async def test_archival_memory_with_a_real_local_model(
                 call("send_message", message="Biscuit!"),
             )
             await engine.send("cli:a", "what's my dog called?", spec=SPEC)
-            results = [json.loads(m["content"]) for m in llm.requests[-1]["messages"]
+            results = [unpack_tool_result(m["content"]) for m in llm.requests[-1]["messages"]
                        if m["role"] == "tool"][-2:]
-            first_page, second_page = (r["message"] for r in results)
+            first_page, second_page = (report for _, report in results)
             assert "of 6 ranked by relevance (page 0 of pages 0-1)" in first_page
             assert first_page.splitlines()[1].endswith("named Biscuit in March.")
             assert "passages 6-6 of 6" in second_page

@@ -113,8 +113,8 @@ async def test_an_injection_evicted_into_the_summary_stays_quoted_data(
     for message in rest:
         if PHRASE in json.dumps(message):
             event = json.loads(message["content"])
-            assert message["role"] == "user" and event["type"] == "user_message"
-            assert event["name"] == "Mallory" and PHRASE in event["message"]
+            assert message["role"] == "user" and set(event) >= {"from", "time", "text"}
+            assert event["from"] == "Mallory" and PHRASE in event["text"]
 
 
 async def test_an_injection_written_into_core_memory_stays_inside_its_block(
@@ -144,8 +144,8 @@ async def test_an_injection_written_into_core_memory_stays_inside_its_block(
                                                  "request_heartbeat": True})]),
                  call("send_message", message="Cleaned up."))
         await engine.send("channel:42", "tidy up", sender_name="Ann", sender_id="7", spec=SHARED)
-        result = json.loads(llm.requests[-1]["messages"][-1]["content"])
-        assert result["status"] == "OK", result
+        result = llm.requests[-1]["messages"][-1]["content"]
+        assert result.startswith("OK: Replaced in 'human'"), result
         blocks = (await engine.memory("channel:42")).blocks
         assert [b["value"] for b in blocks if b["label"] == "human"] == [
             "This is a shared channel with several people. I keep a short note per person here,"

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from bot.messages import unpack_event
+
+
+def is_person(content: str | None) -> bool:
+    """Whether a user-role message is a person's words (not a system event or the summary)."""
+    event = unpack_event(content)
+    return event is not None and event.kind == "user_message"
 
 
 def turn_inputs(messages: list[dict[str, Any]]) -> tuple[list[str], bool]:
@@ -21,10 +28,7 @@ def turn_inputs(messages: list[dict[str, Any]]) -> tuple[list[str], bool]:
         # result of the agent's last send_message).
         called = called or (message["role"] == "tool" and not said)
         if message["role"] == "user":
-            try:
-                event = json.loads(message["content"])
-            except (TypeError, ValueError):
-                continue
-            if isinstance(event, dict) and event.get("type") == "user_message":
-                said.insert(0, event["message"])
+            event = unpack_event(message.get("content"))
+            if event is not None and event.kind == "user_message":
+                said.insert(0, event.text)
     return said, called

@@ -92,13 +92,17 @@ class CoreMemory:
         return block
 
     def render(self) -> str:
+        """The blocks as tagged text. Their sizes are not in it (see `sizes`): an append then
+        leaves everything before it unchanged, which a provider's prompt cache reuses."""
         parts = []
         for block in self.blocks.values():
             parts.append(
-                f'<{block.label} characters="{len(block.value)}/{block.limit}">\n'
-                f"{neutralise(block.value)}\n</{block.label}>"  # text can't close the tag
+                f"<{block.label}>\n{neutralise(block.value)}\n</{block.label}>"  # can't close it
             )
         return "\n".join(parts)
+
+    def sizes(self) -> str:
+        return ", ".join(f"{b.label} {len(b.value)}/{b.limit}" for b in self.blocks.values())
 
     def snapshot(self) -> list[dict[str, object]]:
         return [
