@@ -1,0 +1,463 @@
+"""`mnemocord doctor`: will the configured model work? One verdict line per check, with the fix.
+
+The quick checks (also run by `mnemocord discord` before it connects) talk HTTP to the endpoint
+with the smallest requests that tell: reachable, key valid, model served, tools accepted. The
+full run then lets a throwaway agent (in a temporary data folder: nothing reaches the user's
+memory) take real turns with the bot's own system prompt and tools, to see whether the model
+answers through `send_message` and stores a fact with a memory function; asks the server for its
+real context window; tries streaming; and embeds a string with the configured embedder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from bot import redact
+from bot.config import KNOWN_CONTEXT_WINDOWS, Settings
+from bot.doctor_hints import (
+    embedding_fix,
+    error_text,
+    model_fix,
+    model_missing,
+    tools_fix,
+    unreachable_fix,
+)
+from bot.embeddings import Embedder, EmbeddingError, make_embedder
+from bot.tools import TOOL_SCHEMAS
+
+OK, FAIL, WARN, SKIP = "✓", "✗", "!", "-"
+MEMORY_FUNCTIONS = {"core_memory_append", "core_memory_replace", "archival_memory_insert"}
+GREETING = "Hi! I'm Ada, nice to meet you. Please say hello back."
+FACT = "Please remember this for later: my favourite colour is teal."
+# The throwaway agent's turns stop here: enough for a memory edit, its heartbeat and a reply.
+DOCTOR_STEP_CAP = 4
+# Room the conversation itself needs beyond instructions, memory, tools and the answer.
+MIN_CONVERSATION_TOKENS = 1500
+
+
+@dataclass
+class Verdict:
+    check: str
+    mark: str
+    detail: str
+    fix: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.mark == FAIL
+
+    def line(self) -> str:
+        text = f"{self.mark} {self.check}: {self.detail}"
+        return redact.redact(f"{text} — fix: {self.fix}" if self.fix else text)
+
+
+@dataclass
+class _Answer:
+    """One HTTP exchange: status 0 means no answer at all."""
+
+    status: int
+    body: Any = None
+    text: str = ""
+    error: str = ""  # why there was no answer
+
+
+def _reasoning_model(model: str) -> bool:
+    from bot import llm
+
+    return llm._is_reasoning_model(model)  # the one place that decides the request's shape
+
+
+class Doctor:
+    """Runs the checks against `settings`; `report` gets each verdict as soon as it is known."""
+
+    def __init__(self, settings: Settings, *, report: Callable[[Verdict], None] | None = None,
+                 probe_timeout: float = 15.0) -> None:
+        self.settings = settings
+        self.report = report
+        self.probe_timeout = probe_timeout
+        self.verdicts: list[Verdict] = []
+        self.where = redact.redact(settings.llm_base_url)
+        self._key = settings.llm_api_key.get_secret_value().strip()
+        redact.protect([self._key])
+        self._client = openai.AsyncOpenAI(
+            base_url=settings.llm_base_url.rstrip("/"), api_key=self._key or "not-needed",
+            timeout=settings.llm_timeout, max_retries=0,
+            http_client=openai.DefaultAioHttpClient(timeout=settings.llm_timeout),
+        )
+        self._fixed_tokens: int | None = None  # instructions + memory + tools, measured
+        self._embedding: tuple[Embedder, Any] | None = None  # (embedder, its HTTP client)
+
+    async def __aenter__(self) -> Doctor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+        if self._embedding is not None:
+            embedder, client = self._embedding
+            await embedder.aclose()
+            if client is not None:
+                await client.close()
+
+    @property
+    def passed(self) -> bool:
+        return not any(v.failed for v in self.verdicts)
+
+    def _add(self, check: str, mark: str, detail: str, fix: str = "") -> Verdict:
+        verdict = Verdict(check, mark, detail, fix)
+        self.verdicts.append(verdict)
+        if self.report is not None:
+            self.report(verdict)
+        return verdict
+
+    def _skip(self, checks: list[str], why: str) -> None:
+        for check in checks:
+            self._add(check, SKIP, f"not checked ({why})")
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                       limit: float | None = None) -> _Answer:
+        options: dict[str, Any] = {"timeout": limit or self.settings.llm_timeout}
+        try:
+            if method == "GET":
+                raw = await self._client.get(path, cast_to=bytes, options=options)
+            else:
+                raw = await self._client.post(path, cast_to=bytes, body=body, options=options)
+        except openai.APIStatusError as error:
+            return _Answer(error.status_code, _json(error.response.content),
+                           error.response.content.decode("utf-8", "replace")[:2000])
+        except (openai.APIConnectionError, TimeoutError) as error:
+            timed_out = isinstance(error, openai.APITimeoutError | TimeoutError)
+            return _Answer(0, error="no answer in time" if timed_out else "connection failed")
+        except Exception as error:  # e.g. the HTTP client refusing a URL with user:password@
+            return _Answer(0, error=redact.redact(str(error)) or type(error).__name__)
+        return _Answer(200, _json(raw), raw.decode("utf-8", "replace")[:2000])
+
+    def _chat_body(self, content: str, *, tools: bool, max_tokens: int = 32) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.settings.llm_model,
+                                "messages": [{"role": "user", "content": content}]}
+        if _reasoning_model(self.settings.llm_model):
+            # Reasoning tokens come out of this budget: a small one would end in nothing.
+            body["max_completion_tokens"] = max(max_tokens, self.settings.llm_max_response_tokens)
+        else:
+            body["max_tokens"] = max_tokens
+        if tools:
+            body["tools"] = TOOL_SCHEMAS
+            body["tool_choice"] = self.settings.llm_tool_choice
+        return body
+
+    # --- the quick checks ---------------------------------------------------------------------
+
+    async def quick(self) -> bool:
+        """reachable, key, model, tools; whether none of them failed."""
+        listed = await self._request("GET", "/models", limit=self.probe_timeout)
+        if listed.status == 0:
+            self._add("reachable", FAIL, self._unreachable(listed), unreachable_fix(self.where))
+            self._skip(["key", "model", "tools"], "the server is unreachable")
+            return False
+        plain = await self._request("POST", "/chat/completions",
+                                    self._chat_body("Reply with the word OK.", tools=False))
+        if plain.status == 0:
+            self._add("reachable", FAIL, self._unreachable(plain), unreachable_fix(self.where))
+            self._skip(["key", "model", "tools"], "the server stopped answering")
+            return False
+        if plain.status in (404, 405) and not model_missing(plain.status, plain.text):
+            self._add("reachable", FAIL, f"{self.where} answers, but has no /chat/completions"
+                      f" ({plain.status})", "LLM_BASE_URL is the part before /chat/completions;"
+                      " it usually ends in /v1 (e.g. http://localhost:11434/v1)")
+            self._skip(["key", "model", "tools"], "no chat endpoint")
+            return False
+        self._add("reachable", OK, f"{self.where} answers")
+        if not self._key_check(listed, plain):
+            self._skip(["model", "tools"], "the key was refused")
+            return False
+        if not self._model_check(listed, plain):
+            self._skip(["tools"], "the model is not usable")
+            return False
+        return await self._tools_check()
+
+    def _unreachable(self, answer: _Answer) -> str:
+        return f"cannot reach the LLM server at {self.where} ({answer.error})"
+
+    def _key_check(self, listed: _Answer, plain: _Answer) -> bool:
+        refused = next((a for a in (plain, listed) if a.status in (401, 403)), None)
+        if refused is None:
+            self._add("key", OK, "accepted" if self._key else "none set, and none needed")
+            return True
+        if not self._key:
+            self._add("key", FAIL, f"the server wants an API key ({refused.status})",
+                      "set LLM_API_KEY to a key from the provider's console")
+        else:
+            self._add("key", FAIL, f"the server rejected LLM_API_KEY ({refused.status}:"
+                      f" {error_text(refused.body, refused.text)})",
+                      "copy a valid key for this provider into LLM_API_KEY (no quotes or spaces;"
+                      " a 403 can also mean the key lacks access to this model)")
+        return False
+
+    def _model_check(self, listed: _Answer, plain: _Answer) -> bool:
+        model = self.settings.llm_model
+        ids = _model_ids(listed.body) if listed.status == 200 else None
+        if model_missing(plain.status, plain.text):
+            self._add("model", FAIL, f"{model!r} is not served here"
+                      f" ({plain.status}: {error_text(plain.body, plain.text)})",
+                      model_fix(model, ids, plain.text))
+            return False
+        if plain.status != 200:
+            self._add("model", FAIL, f"a plain chat request with {model!r} was refused"
+                      f" ({plain.status}: {error_text(plain.body, plain.text)})",
+                      "see the server's message; check LLM_MODEL and the settings in the"
+                      " README's provider table")
+            return False
+        if not _is_completion(plain.body):
+            self._add("model", FAIL, f"{self.where} answered, but not with a chat completion",
+                      "point LLM_BASE_URL at an OpenAI-compatible API (it usually ends in /v1)")
+            return False
+        if ids is not None and not _listed(model, ids):
+            self._add("model", OK, f"{model!r} answers (GET /models does not list it)")
+        else:
+            self._add("model", OK, f"{model!r} answers")
+        return True
+
+    async def _tools_check(self) -> bool:
+        answer = await self._request("POST", "/chat/completions", self._chat_body(
+            "Say hello by calling send_message.", tools=True))
+        if answer.status != 200:
+            message = error_text(answer.body, answer.text)
+            self._add("tools", FAIL, f"a request with the bot's {len(TOOL_SCHEMAS)} functions"
+                      f" was refused ({answer.status}: {message})", tools_fix(answer.text))
+            return False
+        caps = await self._request("GET", _server_root(self.settings.llm_base_url) + "/props",
+                                   limit=self.probe_timeout)
+        if isinstance(caps.body, dict) and _supports_tools(caps.body) is False:
+            # llama.cpp with a template without tools accepts them and drops them silently.
+            self._add("tools", WARN, "accepted, but llama.cpp's chat template has no tool"
+                      " support (it drops the functions)", "start llama-server with --jinja and"
+                      " a model whose template supports tools, or --chat-template-file")
+            return True
+        self._add("tools", OK, f"a request with the bot's {len(TOOL_SCHEMAS)} functions is"
+                  " accepted")
+        return True
+
+    # --- the full run -------------------------------------------------------------------------
+
+    async def full(self) -> bool:
+        """Every check; whether all required ones passed."""
+        if await self.quick():
+            await self._agent_checks()
+        else:
+            self._skip(["send_message", "memory"], "the quick checks failed")
+        await self._window_check()
+        if any(v.check == "model" and v.mark == OK for v in self.verdicts):
+            await self._stream_check()
+        else:
+            self._skip(["streaming"], "no usable model")
+        await self._embedding_check()
+        return self.passed
+
+    def _embedder(self) -> Embedder:
+        """The embedder the bot would use (built once: the trial agent shares it). A local model
+        missing from DATA_DIR/models is downloaded there, as the bot itself would."""
+        if self._embedding is not None:
+            return self._embedding[0]
+        settings = self.settings
+        client = None
+        if settings.embedding_provider.strip().lower() == "openai":
+            key = settings.embedding_api_key or settings.llm_api_key
+            client = openai.AsyncOpenAI(
+                base_url=settings.embedding_base_url or settings.llm_base_url,
+                api_key=key.get_secret_value() or "not-needed", timeout=settings.llm_timeout,
+                max_retries=0, http_client=openai.DefaultAioHttpClient(
+                    timeout=settings.llm_timeout))
+        embedder = make_embedder(
+            settings.embedding_provider, model_dir=settings.local_embedding_model_dir,
+            cache_dir=settings.models_dir, openai_client=client,
+            openai_model=settings.embedding_model,
+            openai_max_input_tokens=settings.embedding_max_input_tokens)
+        self._embedding = (embedder, client)
+        return embedder
+
+    async def _agent_checks(self) -> None:
+        from bot.doctor_agent import trial_turns
+
+        with tempfile.TemporaryDirectory(prefix="mnemocord-doctor-") as folder:
+            trial = await trial_turns(self.settings, Path(folder), DOCTOR_STEP_CAP,
+                                      [GREETING, FACT], self._embedder())
+        self._fixed_tokens = trial.fixed_tokens
+        greet, remember = trial.turns
+        if "send_message" in greet.called:
+            self._add("send_message", OK, f"the model answered through send_message:"
+                      f" {_quote(greet.replies)}")
+        elif greet.replies and self.settings.plain_text_replies:
+            self._add("send_message", WARN, "the model answered in plain text, not through"
+                      f" send_message: {_quote(greet.replies)}", "PLAIN_TEXT_REPLIES=true"
+                      " delivers it, but a model that does not call functions will not use its"
+                      " memory; prefer a model with function calling")
+        else:
+            said = f" ({greet.notices[0]})" if greet.notices else ""
+            self._add("send_message", FAIL, f"the model gave no reply through send_message{said}",
+                      "use a model that supports function calling (see the README's provider"
+                      " table)")
+        stored = sorted(MEMORY_FUNCTIONS & set(remember.called))
+        if stored:
+            self._add("memory", OK, f"asked to remember a fact, the model called"
+                      f" {', '.join(stored)}")
+        else:
+            how = (f"called only {', '.join(sorted(set(remember.called)))}" if remember.called
+                   else "called no function")
+            problem = f"; {remember.notices[0]}" if remember.notices else ""
+            self._add("memory", FAIL, f"asked to remember a fact, the model {how}{problem}",
+                      "long-term memory needs a model that calls functions reliably: try a"
+                      " larger instruction-tuned model with tool support")
+
+    async def _window_check(self) -> None:
+        settings = self.settings
+        configured = settings.context_window
+        found, reason, asked = await self._server_window()
+        if found is None:
+            # A server that was asked and does not say (OpenAI) runs the model's published
+            # window; one that was not asked may run far less (Ollama's num_ctx).
+            if asked and (settings.llm_context_window or _table_knows(settings.llm_model)):
+                source = ("LLM_CONTEXT_WINDOW" if settings.llm_context_window
+                          else f"known for {settings.llm_model}")
+                self._add("context window", OK, f"{configured} tokens ({source}; the server"
+                          f" does not report its own: {reason})")
+            else:
+                self._add("context window", WARN, f"unknown ({reason}); the bot assumes"
+                          f" {configured} tokens", "set LLM_CONTEXT_WINDOW to the window the"
+                          " server really runs the model with")
+            return
+        need = (self._fixed_tokens or 0) + settings.llm_max_response_tokens
+        if self._fixed_tokens and found < need + MIN_CONVERSATION_TOKENS:
+            self._add("context window", FAIL, f"{found} tokens: too small (instructions, memory"
+                      f" and functions take {self._fixed_tokens}, the answer"
+                      f" {settings.llm_max_response_tokens})",
+                      f"raise the server's window: {_window_fix(need + MIN_CONVERSATION_TOKENS)}")
+        elif found < configured:
+            self._add("context window", WARN, f"the server runs {found} tokens, less than the"
+                      f" {configured} the bot assumes", f"set LLM_CONTEXT_WINDOW={found}, or"
+                      f" raise the server's window ({_window_fix(configured)})")
+        else:
+            self._add("context window", OK, f"{found} tokens (the bot uses {configured})")
+
+    async def _server_window(self) -> tuple[int | None, str, bool]:
+        """The window the server runs the model with, or None and why not; whether it was
+        asked at all."""
+        try:
+            # Written separately (bot/windows.py); until it is there the server is not asked.
+            from bot.windows import server_window  # type: ignore[import-not-found]
+        except ImportError:
+            return None, "this version cannot ask the server", False
+        settings = self.settings
+        try:
+            found = server_window(settings.llm_base_url, self._key, settings.llm_model,
+                                  timeout=self.probe_timeout)
+            if inspect.isawaitable(found):
+                found = await found
+        except Exception as error:  # a window we cannot learn is a warning, not a failure
+            return None, redact.redact(str(error))[:200] or type(error).__name__, True
+        if isinstance(found, int) and not isinstance(found, bool) and found > 0:
+            return found, "", True
+        return None, "it does not say", True
+
+    async def _stream_check(self) -> None:
+        body = self._chat_body("Count from one to five.", tools=False)
+        try:
+            stream = await self._client.chat.completions.create(**body, stream=True)
+            chunks = 0
+            async for _ in stream:
+                chunks += 1
+        except openai.APIStatusError as error:
+            text = error.response.content.decode("utf-8", "replace")
+            self._add("streaming", WARN, f"stream=true was refused ({error.status_code}:"
+                      f" {error_text(_json(error.response.content), text)})",
+                      "none needed: Mnemocord does not stream; other clients of this server may")
+            return
+        except Exception as error:  # a broken event stream: worth knowing, not fatal here
+            self._add("streaming", WARN, f"the streamed answer could not be read"
+                      f" ({redact.redact(str(error))[:200]})", "none needed: Mnemocord does not"
+                      " stream")
+            return
+        if chunks == 0:
+            self._add("streaming", WARN, "stream=true returned no chunks",
+                      "none needed: Mnemocord does not stream")
+        else:
+            self._add("streaming", OK, f"the answer arrived as {chunks} server-sent chunks")
+
+    async def _embedding_check(self) -> None:
+        try:
+            embedder = self._embedder()
+        except ValueError as error:
+            self._add("embeddings", FAIL, str(error), "check EMBEDDING_PROVIDER (local or openai)")
+            return
+        try:
+            vectors = await embedder.embed(["Mnemocord doctor: is the embedder working?"])
+        except (EmbeddingError, OSError, RuntimeError) as error:
+            message = redact.redact(str(error))[:300]
+            self._add("embeddings", FAIL, f"{embedder.model_id} could not embed a string:"
+                      f" {message}", embedding_fix(self.settings, message))
+            return
+        self._add("embeddings", OK, f"{embedder.model_id} embeds text"
+                  f" ({len(vectors[0])} dimensions)")
+
+
+def _window_fix(tokens: int) -> str:
+    size = max(8192, 1 << (tokens - 1).bit_length())
+    return (f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size}); llama.cpp:"
+            f" -c {size}; vLLM: --max-model-len {size}")
+
+
+def _table_knows(model: str) -> bool:
+    name = model.lower().rsplit("/", 1)[-1]
+    return any(name.startswith(prefix) for prefix in KNOWN_CONTEXT_WINDOWS)
+
+
+def _json(raw: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _model_ids(body: Any) -> list[str] | None:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+
+
+def _listed(model: str, ids: list[str]) -> bool:
+    # Ollama lists "name:latest" for "name"; Gemini lists "models/name".
+    names = {i.removeprefix("models/") for i in ids}
+    return model in names or f"{model}:latest" in names or model.removeprefix("models/") in names
+
+
+def _is_completion(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("choices"), list)
+
+
+def _supports_tools(props: dict[str, Any]) -> bool | None:
+    caps = props.get("chat_template_caps")
+    if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
+        return bool(caps["supports_tools"])
+    return None
+
+
+def _server_root(base_url: str) -> str:
+    """`/props` (llama.cpp) lives at the server's root, not under /v1 (an absolute URL: the
+    client sends it as it is)."""
+    base = base_url.rstrip("/")
+    return base.removesuffix("/v1")
+
+
+def _quote(replies: list[str]) -> str:
+    text = " ".join(replies).strip().replace("\n", " ")
+    return repr(text[:60] + ("…" if len(text) > 60 else ""))

@@ -1,0 +1,68 @@
+"""The doctor's throwaway agent: real turns with the bot's own prompt and tools, in a temporary
+data folder, so what the model does is what it would do for a user and nothing is kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings
+from bot.embeddings import Embedder
+from bot.engine import AgentSpec, Engine
+from bot.llm import Completion
+from bot.messages import utcnow
+
+AGENT_ID = "doctor:trial"
+
+
+@dataclass
+class TrialTurn:
+    called: list[str] = field(default_factory=list)  # function names the model called
+    replies: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Trial:
+    turns: list[TrialTurn]
+    fixed_tokens: int  # instructions + core memory + function schemas, as the bot counts them
+
+
+def trial_settings(settings: Settings, folder: Path, step_cap: int) -> Settings:
+    """The user's settings with every piece of storage moved into `folder` (a remote Chroma
+    included: the trial must not write into the user's collections)."""
+    return settings.model_copy(update={
+        "data_dir": folder, "database_path": None, "chroma_path": None, "chroma_host": None,
+        "step_cap": step_cap, "recall_embeddings": "off",
+        "llm_max_retries": min(settings.llm_max_retries, 1),
+    })
+
+
+async def trial_turns(settings: Settings, folder: Path, step_cap: int, texts: list[str],
+                      embedder: Embedder) -> Trial:
+    """One turn per text, from a new agent; which functions the model called in each."""
+    engine = Engine(trial_settings(settings, folder, step_cap), embedder=embedder)
+    seen: list[Completion] = []
+    chat = engine.llm.chat
+
+    async def recording(*args: Any, **kwargs: Any) -> Completion:
+        completion = await chat(*args, **kwargs)
+        seen.append(completion)
+        return completion
+
+    # On the instance, so the agent loop, the context window and the summarizer (which all
+    # hold this one client) are recorded alike.
+    engine.llm.chat = recording  # type: ignore[method-assign]
+    turns: list[TrialTurn] = []
+    async with engine:
+        spec = AgentSpec(name=settings.default_persona.capitalize())
+        for text in texts:
+            seen.clear()
+            result = await engine.send(AGENT_ID, text, sender_name="Ada", sender_id="1",
+                                       spec=spec)
+            turns.append(TrialTurn([c.name for done in seen for c in done.tool_calls],
+                                   list(result.replies), list(result.notices)))
+        agent = await engine.agent(AGENT_ID)
+        fixed = engine.context.fixed_tokens(agent, utcnow())
+    return Trial(turns, fixed)
