@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import Settings
 from bot.doctor import FAIL, OK, SKIP, WARN, Doctor, Verdict
+from tests import providers
 from tests.conftest import REPO, SCRIPTED_EMBEDDINGS
 from tests.llm_server import ScriptedLLM, Step, call, last_user_text, say
 from tests.openai_rules import Violation
@@ -321,3 +322,18 @@ async def test_the_cli_exits_1_on_a_failure_and_never_prints_the_key(
     assert f"{FAIL} key: the server rejected LLM_API_KEY (401" in out, out
     assert "wrongwrong" not in out + err and "4242" not in out + err, out + err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("profile", providers.names())
+async def test_every_profile_gets_a_verdict_per_check_and_every_failure_a_fix(
+        make_settings: Callable[..., Settings], profile: str) -> None:
+    # Profiles other helpers add (tests/providers/) play real servers and models; whatever they
+    # refuse or write, the doctor ends with one line per check, and a ✗ always says what to do.
+    async with ScriptedLLM(provider=profile) as server:
+        server.handler = working_model
+        _, verdicts, lines = await run_doctor(make_settings(
+            llm_base_url=server.base_url, llm_model=server.model))
+        server.take_violations()  # what a profile refuses is the doctor's to report
+    assert list(verdicts) == CHECKS, lines
+    assert all(v.fix for v in verdicts.values() if v.mark == FAIL), lines
+    assert verdicts["reachable"].mark == OK and verdicts["key"].mark == OK, lines
