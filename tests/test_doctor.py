@@ -337,3 +337,17 @@ async def test_every_profile_gets_a_verdict_per_check_and_every_failure_a_fix(
     assert list(verdicts) == CHECKS, lines
     assert all(v.fix for v in verdicts.values() if v.mark == FAIL), lines
     assert verdicts["reachable"].mark == OK and verdicts["key"].mark == OK, lines
+
+
+def test_the_readme_provider_table_lists_what_each_profile_sets() -> None:
+    # A profile's `settings` are what a user sets for that provider; the table must say the same.
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("### Providers"):]
+    for name in providers.names():
+        for key, value in providers.provider(name).settings.items():
+            if key in ("LLM_BASE_URL", "LLM_MODEL") and isinstance(value, str):
+                assert f"`{value}`" in table, f"{name}: {key}={value} is not in the README table"
+    for url in ("https://api.openai.com/v1", "http://localhost:11434/v1",
+                "http://localhost:8000/v1", "http://localhost:8080/v1"):
+        assert f"`{url}`" in table
+    assert "mnemocord doctor" in readme[:readme.index("### Providers")]  # in the setup steps
