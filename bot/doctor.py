@@ -11,6 +11,7 @@ real context window; tries streaming; and embeds a string with the configured em
 from __future__ import annotations
 
 import inspect
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,17 +21,25 @@ from typing import Any
 import openai
 
 from bot import redact
-from bot.config import KNOWN_CONTEXT_WINDOWS, Settings
+from bot.config import Settings
+from bot.doctor_agent import trial_turns, user_embedder
 from bot.doctor_hints import (
     embedding_fix,
     error_text,
+    lists_model,
     model_fix,
+    model_ids,
     model_missing,
+    supports_tools,
+    table_knows,
     tools_fix,
     unreachable_fix,
+    window_fix,
 )
-from bot.embeddings import Embedder, EmbeddingError, make_embedder
+from bot.embeddings import Embedder, EmbeddingError
 from bot.tools import TOOL_SCHEMAS
+
+log = logging.getLogger(__name__)
 
 OK, FAIL, WARN, SKIP = "✓", "✗", "!", "-"
 MEMORY_FUNCTIONS = {"core_memory_append", "core_memory_replace", "archival_memory_insert"}
@@ -203,7 +212,7 @@ class Doctor:
 
     def _model_check(self, listed: _Answer, plain: _Answer) -> bool:
         model = self.settings.llm_model
-        ids = _model_ids(listed.body) if listed.status == 200 else None
+        ids = model_ids(listed.body) if listed.status == 200 else None
         if model_missing(plain.status, plain.text):
             self._add("model", FAIL, f"{model!r} is not served here"
                       f" ({plain.status}: {error_text(plain.body, plain.text)})",
@@ -219,7 +228,7 @@ class Doctor:
             self._add("model", FAIL, f"{self.where} answered, but not with a chat completion",
                       "point LLM_BASE_URL at an OpenAI-compatible API (it usually ends in /v1)")
             return False
-        if ids is not None and not _listed(model, ids):
+        if ids is not None and not lists_model(ids, model):
             self._add("model", OK, f"{model!r} answers (GET /models does not list it)")
         else:
             self._add("model", OK, f"{model!r} answers")
@@ -235,7 +244,7 @@ class Doctor:
             return False
         caps = await self._request("GET", _server_root(self.settings.llm_base_url) + "/props",
                                    limit=self.probe_timeout)
-        if isinstance(caps.body, dict) and _supports_tools(caps.body) is False:
+        if isinstance(caps.body, dict) and supports_tools(caps.body) is False:
             # llama.cpp with a template without tools accepts them and drops them silently.
             self._add("tools", WARN, "accepted, but llama.cpp's chat template has no tool"
                       " support (it drops the functions)", "start llama-server with --jinja and"
@@ -250,7 +259,14 @@ class Doctor:
     async def full(self) -> bool:
         """Every check; whether all required ones passed."""
         if await self.quick():
-            await self._agent_checks()
+            try:
+                await self._agent_checks()
+            except Exception as error:  # the trial's own storage, say: a line, not a traceback
+                log.exception("the doctor's trial conversation failed")
+                self._add("send_message", FAIL, f"the trial conversation failed:"
+                          f" {redact.redact(str(error))[:200] or type(error).__name__}",
+                          "see the log line above; the checks before it passed")
+                self._skip(["memory"], "the trial conversation failed")
         else:
             self._skip(["send_message", "memory"], "the quick checks failed")
         await self._window_check()
@@ -262,30 +278,12 @@ class Doctor:
         return self.passed
 
     def _embedder(self) -> Embedder:
-        """The embedder the bot would use (built once: the trial agent shares it). A local model
-        missing from DATA_DIR/models is downloaded there, as the bot itself would."""
-        if self._embedding is not None:
-            return self._embedding[0]
-        settings = self.settings
-        client = None
-        if settings.embedding_provider.strip().lower() == "openai":
-            key = settings.embedding_api_key or settings.llm_api_key
-            client = openai.AsyncOpenAI(
-                base_url=settings.embedding_base_url or settings.llm_base_url,
-                api_key=key.get_secret_value() or "not-needed", timeout=settings.llm_timeout,
-                max_retries=0, http_client=openai.DefaultAioHttpClient(
-                    timeout=settings.llm_timeout))
-        embedder = make_embedder(
-            settings.embedding_provider, model_dir=settings.local_embedding_model_dir,
-            cache_dir=settings.models_dir, openai_client=client,
-            openai_model=settings.embedding_model,
-            openai_max_input_tokens=settings.embedding_max_input_tokens)
-        self._embedding = (embedder, client)
-        return embedder
+        """The embedder the bot would use (built once: the trial agent shares it)."""
+        if self._embedding is None:
+            self._embedding = user_embedder(self.settings)
+        return self._embedding[0]
 
     async def _agent_checks(self) -> None:
-        from bot.doctor_agent import trial_turns
-
         with tempfile.TemporaryDirectory(prefix="mnemocord-doctor-") as folder:
             trial = await trial_turns(self.settings, Path(folder), DOCTOR_STEP_CAP,
                                       [GREETING, FACT], self._embedder())
@@ -323,7 +321,7 @@ class Doctor:
         if found is None:
             # A server that was asked and does not say (OpenAI) runs the model's published
             # window; one that was not asked may run far less (Ollama's num_ctx).
-            if asked and (settings.llm_context_window or _table_knows(settings.llm_model)):
+            if asked and (settings.llm_context_window or table_knows(settings.llm_model)):
                 source = ("LLM_CONTEXT_WINDOW" if settings.llm_context_window
                           else f"known for {settings.llm_model}")
                 self._add("context window", OK, f"{configured} tokens ({source}; the server"
@@ -338,13 +336,15 @@ class Doctor:
             self._add("context window", FAIL, f"{found} tokens: too small (instructions, memory"
                       f" and functions take {self._fixed_tokens}, the answer"
                       f" {settings.llm_max_response_tokens})",
-                      f"raise the server's window: {_window_fix(need + MIN_CONVERSATION_TOKENS)}")
+                      f"raise the server's window: {window_fix(need + MIN_CONVERSATION_TOKENS)}")
         elif found < configured:
             self._add("context window", WARN, f"the server runs {found} tokens, less than the"
                       f" {configured} the bot assumes", f"set LLM_CONTEXT_WINDOW={found}, or"
-                      f" raise the server's window ({_window_fix(configured)})")
+                      f" raise the server's window ({window_fix(configured)})")
         else:
-            self._add("context window", OK, f"{found} tokens (the bot uses {configured})")
+            source = f", from {reason}" if reason else ""
+            self._add("context window", OK, f"{found} tokens{source} (the bot uses"
+                      f" {min(found, configured)})")
 
     async def _server_window(self) -> tuple[int | None, str, bool]:
         """The window the server runs the model with, or None and why not; whether it was
@@ -362,8 +362,10 @@ class Doctor:
                 found = await found
         except Exception as error:  # a window we cannot learn is a warning, not a failure
             return None, redact.redact(str(error))[:200] or type(error).__name__, True
-        if isinstance(found, int) and not isinstance(found, bool) and found > 0:
-            return found, "", True
+        # bot.windows answers a WindowInfo (tokens, source) or None.
+        tokens = getattr(found, "tokens", found)
+        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+            return tokens, str(getattr(found, "source", "") or ""), True
         return None, "it does not say", True
 
     async def _stream_check(self) -> None:
@@ -407,15 +409,6 @@ class Doctor:
                   f" ({len(vectors[0])} dimensions)")
 
 
-def _window_fix(tokens: int) -> str:
-    size = max(8192, 1 << (tokens - 1).bit_length())
-    return (f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size}); llama.cpp:"
-            f" -c {size}; vLLM: --max-model-len {size}")
-
-
-def _table_knows(model: str) -> bool:
-    name = model.lower().rsplit("/", 1)[-1]
-    return any(name.startswith(prefix) for prefix in KNOWN_CONTEXT_WINDOWS)
 
 
 def _json(raw: bytes) -> Any:
@@ -427,28 +420,11 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-def _model_ids(body: Any) -> list[str] | None:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, list):
-        return None
-    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
-
-
-def _listed(model: str, ids: list[str]) -> bool:
-    # Ollama lists "name:latest" for "name"; Gemini lists "models/name".
-    names = {i.removeprefix("models/") for i in ids}
-    return model in names or f"{model}:latest" in names or model.removeprefix("models/") in names
 
 
 def _is_completion(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("choices"), list)
 
-
-def _supports_tools(props: dict[str, Any]) -> bool | None:
-    caps = props.get("chat_template_caps")
-    if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
-        return bool(caps["supports_tools"])
-    return None
 
 
 def _server_root(base_url: str) -> str:

@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openai
+
 from bot.config import Settings
-from bot.embeddings import Embedder
+from bot.embeddings import Embedder, make_embedder
 from bot.engine import AgentSpec, Engine
 from bot.llm import Completion
 from bot.messages import utcnow
@@ -66,3 +68,22 @@ async def trial_turns(settings: Settings, folder: Path, step_cap: int, texts: li
         agent = await engine.agent(AGENT_ID)
         fixed = engine.context.fixed_tokens(agent, utcnow())
     return Trial(turns, fixed)
+
+
+def user_embedder(settings: Settings) -> tuple[Embedder, openai.AsyncOpenAI | None]:
+    """The embedder the bot builds from these settings, and its HTTP client if it has one (both
+    for the caller to close). A local model missing from DATA_DIR/models is downloaded there, as
+    the bot itself would."""
+    client = None
+    if settings.embedding_provider.strip().lower() == "openai":
+        key = settings.embedding_api_key or settings.llm_api_key
+        client = openai.AsyncOpenAI(
+            base_url=settings.embedding_base_url or settings.llm_base_url,
+            api_key=key.get_secret_value() or "not-needed", timeout=settings.llm_timeout,
+            max_retries=0, http_client=openai.DefaultAioHttpClient(timeout=settings.llm_timeout))
+    embedder = make_embedder(
+        settings.embedding_provider, model_dir=settings.local_embedding_model_dir,
+        cache_dir=settings.models_dir, openai_client=client,
+        openai_model=settings.embedding_model,
+        openai_max_input_tokens=settings.embedding_max_input_tokens)
+    return embedder, client

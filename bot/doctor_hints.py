@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.config import Settings
+from bot.config import KNOWN_CONTEXT_WINDOWS, Settings
 
 
 def error_text(body: Any, text: str) -> str:
@@ -89,3 +89,30 @@ def embedding_fix(settings: Settings, message: str) -> str:
         return "set EMBEDDING_API_KEY (or LLM_API_KEY) to a key the embedding endpoint accepts"
     return ("check EMBEDDING_BASE_URL, EMBEDDING_MODEL and EMBEDDING_API_KEY, or use"
             " EMBEDDING_PROVIDER=local")
+
+
+def window_fix(tokens: int) -> str:
+    size = max(8192, 1 << (tokens - 1).bit_length())
+    return (f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size}); llama.cpp:"
+            f" -c {size}; vLLM: --max-model-len {size}")
+
+def table_knows(model: str) -> bool:
+    name = model.lower().rsplit("/", 1)[-1]
+    return any(name.startswith(prefix) for prefix in KNOWN_CONTEXT_WINDOWS)
+
+def model_ids(body: Any) -> list[str] | None:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        return None
+    return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
+
+def lists_model(ids: list[str], model: str) -> bool:
+    # Ollama lists "name:latest" for "name"; Gemini lists "models/name".
+    names = {i.removeprefix("models/") for i in ids}
+    return model in names or f"{model}:latest" in names or model.removeprefix("models/") in names
+
+def supports_tools(props: dict[str, Any]) -> bool | None:
+    caps = props.get("chat_template_caps")
+    if isinstance(caps, dict) and isinstance(caps.get("supports_tools"), bool):
+        return bool(caps["supports_tools"])
+    return None
