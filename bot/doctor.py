@@ -142,9 +142,10 @@ class Doctor:
         except openai.APIStatusError as error:
             return _Answer(error.status_code, _json(error.response.content),
                            error.response.content.decode("utf-8", "replace")[:2000])
-        except (openai.APIConnectionError, TimeoutError) as error:
-            timed_out = isinstance(error, openai.APITimeoutError | TimeoutError)
-            return _Answer(0, error="no answer in time" if timed_out else "connection failed")
+        except (openai.APIConnectionError, TimeoutError):
+            # The SDK's aiohttp transport reports a refused connection as a time-out too.
+            wait = limit or self.settings.llm_timeout
+            return _Answer(0, error=f"connection refused or dropped, or no answer in {wait:g} s")
         except Exception as error:  # e.g. the HTTP client refusing a URL with user:password@
             return _Answer(0, error=redact.redact(str(error)) or type(error).__name__)
         return _Answer(200, _json(raw), raw.decode("utf-8", "replace")[:2000])
