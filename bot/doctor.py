@@ -24,6 +24,8 @@ from bot import redact
 from bot.config import Settings
 from bot.doctor_agent import trial_turns, user_embedder
 from bot.doctor_hints import (
+    RECOMMENDED_WINDOW,
+    SMALL_WINDOW,
     embedding_fix,
     error_text,
     lists_model,
@@ -259,9 +261,12 @@ class Doctor:
 
     async def full(self) -> bool:
         """Every check; whether all required ones passed."""
-        if await self.quick():
+        quick = await self.quick()
+        # Asked first: a window too small for the trial explains what the model did in it.
+        window = await self._server_window()
+        if quick:
             try:
-                await self._agent_checks()
+                await self._agent_checks(window[0])
             except Exception as error:  # the trial's own storage, say: a line, not a traceback
                 log.exception("the doctor's trial conversation failed")
                 self._add("send_message", FAIL, f"the trial conversation failed:"
@@ -270,7 +275,7 @@ class Doctor:
                 self._skip(["memory"], "the trial conversation failed")
         else:
             self._skip(["send_message", "memory"], "the quick checks failed")
-        await self._window_check()
+        self._window_check(*window)
         if any(v.check == "model" and v.mark == OK for v in self.verdicts):
             await self._stream_check()
         else:
@@ -284,7 +289,7 @@ class Doctor:
             self._embedding = user_embedder(self.settings)
         return self._embedding[0]
 
-    async def _agent_checks(self) -> None:
+    async def _agent_checks(self, window: int | None) -> None:
         with tempfile.TemporaryDirectory(prefix="mnemocord-doctor-") as folder:
             trial = await trial_turns(self.settings, Path(folder), DOCTOR_STEP_CAP,
                                       [GREETING, FACT], self._embedder())
@@ -311,14 +316,16 @@ class Doctor:
             how = (f"called only {', '.join(sorted(set(remember.called)))}" if remember.called
                    else "called no function")
             problem = f"; {remember.notices[0]}" if remember.notices else ""
-            self._add("memory", FAIL, f"asked to remember a fact, the model {how}{problem}",
-                      "long-term memory needs a model that calls functions reliably: try a"
-                      " larger instruction-tuned model with tool support")
+            fix = ("long-term memory needs a model that calls functions reliably: try a larger"
+                   " instruction-tuned model with tool support")
+            if window is not None and window < self._room_needed():
+                fix = (f"first give the model a larger window (the server runs {window} tokens,"
+                       " see the context window line), then run the doctor again")
+            self._add("memory", FAIL, f"asked to remember a fact, the model {how}{problem}", fix)
 
-    async def _window_check(self) -> None:
+    def _window_check(self, found: int | None, reason: str, asked: bool) -> None:
         settings = self.settings
         configured = settings.context_window
-        found, reason, asked = await self._server_window()
         if found is None:
             # A server that was asked and does not say (OpenAI) runs the model's published
             # window; one that was not asked may run far less (Ollama's num_ctx).
@@ -332,20 +339,27 @@ class Doctor:
                           f" {configured} tokens", "set LLM_CONTEXT_WINDOW to the window the"
                           " server really runs the model with")
             return
-        need = (self._fixed_tokens or 0) + settings.llm_max_response_tokens
-        if self._fixed_tokens and found < need + MIN_CONVERSATION_TOKENS:
-            self._add("context window", FAIL, f"{found} tokens: too small (instructions, memory"
-                      f" and functions take {self._fixed_tokens}, the answer"
+        source = f", from {reason}" if reason else ""
+        if self._fixed_tokens and found < self._room_needed():
+            self._add("context window", FAIL, f"{found} tokens{source}: too small (instructions,"
+                      f" memory and functions take {self._fixed_tokens}, the answer"
                       f" {settings.llm_max_response_tokens})",
-                      f"raise the server's window: {window_fix(need + MIN_CONVERSATION_TOKENS)}")
-        elif found < configured:
-            self._add("context window", WARN, f"the server runs {found} tokens, less than the"
-                      f" {configured} the bot assumes", f"set LLM_CONTEXT_WINDOW={found}, or"
-                      f" raise the server's window ({window_fix(configured)})")
+                      f"raise the server's window: {window_fix(self._room_needed(), reason)}")
+        elif found < SMALL_WINDOW:
+            self._add("context window", WARN, f"{found} tokens{source}: small (the bot"
+                      " summarizes after a few exchanges)",
+                      f"raise the server's window: {window_fix(RECOMMENDED_WINDOW, reason)}")
+        elif found < configured:  # bot.windows makes the bot plan for the server's window
+            self._add("context window", OK, f"{found} tokens{source} (the bot uses it, not the"
+                      f" {configured} it would assume)")
         else:
-            source = f", from {reason}" if reason else ""
             self._add("context window", OK, f"{found} tokens{source} (the bot uses"
                       f" {min(found, configured)})")
+
+    def _room_needed(self) -> int:
+        """Tokens a turn needs: instructions, memory and functions, the answer, a conversation."""
+        return ((self._fixed_tokens or 0) + self.settings.llm_max_response_tokens
+                + MIN_CONVERSATION_TOKENS)
 
     async def _server_window(self) -> tuple[int | None, str, bool]:
         """The window the server runs the model with, or None and why not; whether it was

@@ -8,6 +8,11 @@ from typing import Any
 
 from bot.config import KNOWN_CONTEXT_WINDOWS, Settings
 
+# The window the fixes suggest: room for instructions, functions and a real conversation.
+RECOMMENDED_WINDOW = 16384
+# Below this the bot works, but summarizes after a few exchanges.
+SMALL_WINDOW = 8192
+
 
 def error_text(body: Any, text: str) -> str:
     """The server's own message: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."},
@@ -91,14 +96,25 @@ def embedding_fix(settings: Settings, message: str) -> str:
             " EMBEDDING_PROVIDER=local")
 
 
-def window_fix(tokens: int) -> str:
-    size = max(8192, 1 << (tokens - 1).bit_length())
-    return (f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size}); llama.cpp:"
-            f" -c {size}; vLLM: --max-model-len {size}")
+def window_fix(tokens: int, source: str = "") -> str:
+    """How to give the model at least `tokens` (a comfortable size): on the server the window
+    came from, when known (bot.windows names it), else on each kind."""
+    size = max(RECOMMENDED_WINDOW, 1 << (tokens - 1).bit_length())
+    ways = {
+        "ollama": f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size})",
+        "llama": f"llama.cpp: -c {size}",
+        "vllm": f"vLLM: --max-model-len {size}",
+        "lm": f"LM Studio: load the model with a context length of {size}",
+    }
+    # First match wins, in this order ("ollama" holds "llama", "vllm" holds "lm").
+    known = [way for key, way in ways.items() if key in source.lower().replace(" ", "")]
+    return "; ".join(known[:1] or list(ways.values()))
+
 
 def table_knows(model: str) -> bool:
     name = model.lower().rsplit("/", 1)[-1]
     return any(name.startswith(prefix) for prefix in KNOWN_CONTEXT_WINDOWS)
+
 
 def model_ids(body: Any) -> list[str] | None:
     data = body.get("data") if isinstance(body, dict) else None
@@ -106,10 +122,12 @@ def model_ids(body: Any) -> list[str] | None:
         return None
     return [str(m["id"]) for m in data if isinstance(m, dict) and m.get("id")]
 
+
 def lists_model(ids: list[str], model: str) -> bool:
     # Ollama lists "name:latest" for "name"; Gemini lists "models/name".
     names = {i.removeprefix("models/") for i in ids}
     return model in names or f"{model}:latest" in names or model.removeprefix("models/") in names
+
 
 def supports_tools(props: dict[str, Any]) -> bool | None:
     caps = props.get("chat_template_caps")

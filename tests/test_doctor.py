@@ -18,7 +18,7 @@ from bot.config import Settings
 from bot.doctor import FAIL, OK, SKIP, WARN, Doctor, Verdict
 from tests import providers
 from tests.conftest import REPO, SCRIPTED_EMBEDDINGS
-from tests.llm_server import ScriptedLLM, Step, call, last_user_text, say
+from tests.llm_server import ScriptedLLM, Step, call, say
 from tests.openai_rules import Violation
 from tests.providers import Provider
 
@@ -34,7 +34,13 @@ def working_model(req: dict[str, Any]) -> Step:
     messages = req["messages"]
     if messages[-1].get("role") == "tool":
         return call("send_message", message="Noted: teal it is.")
-    if "favourite colour" in last_user_text(req):
+    # What arrived since the model last spoke (the bot may add its own alerts after the person).
+    since = []
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            break
+        since.append(json.dumps(message.get("content")))
+    if any("favourite colour" in text for text in since):
         return call("core_memory_append", label="human", content="Favourite colour: teal",
                     request_heartbeat=True)
     return call("send_message", message="Hello Ada, nice to meet you too!")
