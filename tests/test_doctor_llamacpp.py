@@ -1,0 +1,98 @@
+"""`mnemocord doctor` against a real llama.cpp `llama-server` (opt-in: MNEMOCORD_LLAMACPP=DIR, a
+folder made by `scripts/llamacpp.sh build DIR`). The model there is a 270M base model whose
+answers are nonsense: what is checked is what the server itself accepts, refuses and reports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.doctor import FAIL, OK
+from tests.conftest import REPO
+
+FOLDER = os.environ.get("MNEMOCORD_LLAMACPP")
+pytestmark = pytest.mark.skipif(not FOLDER, reason="set MNEMOCORD_LLAMACPP to a folder made by"
+                                " scripts/llamacpp.sh build")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _server(*flags: str) -> AsyncIterator[str]:
+    folder = Path(FOLDER or "")
+    port = _free_port()
+    process = await asyncio.create_subprocess_exec(
+        str(folder / "llama-server"), "-m", str(folder / "gemma3-270m-q4_k_m.gguf"),
+        "--host", "127.0.0.1", "--port", str(port), "-c", "8192", "-t", "2", *flags,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    assert process.stderr is not None
+    try:
+        # It logs this line once the model is loaded and the port answers.
+        while b"server is listening" not in await asyncio.wait_for(
+                process.stderr.readline(), 120):
+            pass
+        drain = asyncio.create_task(process.stderr.read())  # keep the pipe from filling
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        process.terminate()
+        await process.wait()
+    drain.cancel()
+
+
+@pytest.fixture
+async def jinja() -> AsyncIterator[str]:
+    async for url in _server("--jinja"):
+        yield url
+
+
+@pytest.fixture
+async def no_jinja() -> AsyncIterator[str]:
+    async for url in _server("--no-jinja"):
+        yield url
+
+
+async def _doctor(url: str, tmp_path: Path, local_model_dir: Path) -> tuple[int, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLM_", "EMBEDDING_"))}
+    env.update({"LLM_BASE_URL": url, "LLM_MODEL": "gemma-3-270m", "LLM_TIMEOUT": "120",
+                "LLM_MAX_RESPONSE_TOKENS": "64", "DATA_DIR": str(tmp_path / "data"),
+                "LOCAL_EMBEDDING_MODEL_DIR": str(local_model_dir), "PYTHONPATH": str(REPO)})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "doctor", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=tmp_path)
+    out, err = await asyncio.wait_for(process.communicate(), 600)
+    assert b"Traceback" not in err, err.decode()
+    assert process.returncode is not None
+    print(out.decode())  # the verdicts, for docs/providers.md
+    return process.returncode, out.decode().splitlines()
+
+
+def _line(lines: list[str], check: str) -> str:
+    return next(line for line in lines if line[2:].startswith(f"{check}:"))
+
+
+async def test_the_doctor_against_llama_server(jinja: str, tmp_path: Path,
+                                               local_model_dir: Path) -> None:
+    code, lines = await _doctor(jinja, tmp_path, local_model_dir)
+    for check in ("reachable", "key", "model"):
+        assert _line(lines, check).startswith(OK), lines
+    assert not _line(lines, "tools").startswith(FAIL), lines  # --jinja: tools are taken
+    assert _line(lines, "streaming").startswith(OK), lines
+    assert _line(lines, "embeddings").startswith(OK), lines
+    assert code in (0, 1)  # whether a 270M base model calls the functions is up to it
+
+
+async def test_llama_server_without_jinja_gets_the_jinja_fix(no_jinja: str, tmp_path: Path,
+                                                             local_model_dir: Path) -> None:
+    code, lines = await _doctor(no_jinja, tmp_path, local_model_dir)
+    assert code == 1
+    tools = _line(lines, "tools")
+    assert tools.startswith(FAIL) and "--jinja" in tools, lines
