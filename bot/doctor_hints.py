@@ -34,14 +34,20 @@ def _short(text: str, limit: int = 240) -> str:
 # A model the server does not serve. OpenAI: 404 code model_not_found "The model `x` does not
 # exist or you do not have access to it." (also 400 "The requested model 'x' does not exist.");
 # Groq the same wording; vLLM: 404 "The model `x` does not exist."; Ollama: 404 "model \"x\" not
-# found, try pulling it first" (ollama/ollama-python#149, netease-youdao/QAnything#555).
+# found, try pulling it first" (ollama/ollama-python#149, netease-youdao/QAnything#555); Gemini:
+# 404 "models/x is not found for API version v1beta, or is not supported for generateContent"
+# (google-gemini/gemini-cli#24131); Anthropic: 404 not_found_error "model: x"
+# (anthropics/claude-code#5349); Mistral: 400 invalid_model "Invalid model: x"
+# (mistralai/mistral-vibe#617). On chat completions a 404 that names a model is about it.
 _MODEL_MISSING = re.compile(
-    r"model_not_found|model\W+\S*\W*(does not exist|not found|is not (found|available|supported))"
-    r"|no such model|unknown model|invalid model|model .{0,80}not exist", re.I)
+    r"model_not_found|models?\W+\S*\W*(does not exist|not found|is not (found|available|supported))"
+    r"|no such model|unknown model|invalid model|not a valid model", re.I)
 
 
 def model_missing(status: int, text: str) -> bool:
-    return status in (400, 404) and bool(_MODEL_MISSING.search(text))
+    if status == 404:
+        return "model" in text.lower()
+    return status == 400 and bool(_MODEL_MISSING.search(text))
 
 
 def model_fix(model: str, ids: list[str] | None, text: str) -> str:

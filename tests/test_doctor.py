@@ -357,3 +357,31 @@ def test_the_readme_provider_table_lists_what_each_profile_sets() -> None:
                 "http://localhost:8000/v1", "http://localhost:8080/v1"):
         assert f"`{url}`" in table
     assert "mnemocord doctor" in readme[:readme.index("### Providers")]  # in the setup steps
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (404, '{"error": {"message": "The model `gpt-4o-mni` does not exist or you do not have access'
+          ' to it.", "type": "invalid_request_error", "param": null, "code": "model_not_found"}}'),
+    (400, '{"error": {"message": "The requested model \'gpt-4-1106-preview\' does not exist.",'
+          ' "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}'),
+    (404, '{"object": "error", "message": "The model `qwen` does not exist.",'
+          ' "type": "NotFoundError", "param": null, "code": 404}'),
+    (404, '{"error": {"message": "models/gemini-9 is not found for API version v1beta"}}'),
+    (404, '{"type": "error", "error": {"type": "not_found_error", "message": "model: claude-x"}}'),
+    (400, '{"object": "error", "message": "Invalid model: mistral-hyper", "type":'
+          ' "invalid_model", "param": null, "code": "1500"}'),
+])
+def test_every_wording_of_an_unknown_model_is_recognised(status: int, body: str) -> None:
+    from bot.doctor_hints import model_missing
+
+    assert model_missing(status, body)
+
+
+def test_an_unpulled_ollama_model_gets_the_pull_command() -> None:
+    from bot.doctor_hints import model_fix, model_missing
+
+    text = ('{"error": {"message": "model \\"qwen2.5:14b\\" not found, try pulling it first",'
+            ' "type": "api_error", "param": null, "code": null}}')
+    assert model_missing(404, text)
+    assert "ollama pull qwen2.5:14b" in model_fix("qwen2.5:14b", ["llama3.1:latest"], text)
+    assert not model_missing(400, '{"error": {"message": "messages: field required"}}')
