@@ -248,11 +248,13 @@ class Doctor:
         caps = await self._request("GET", _server_root(self.settings.llm_base_url) + "/props",
                                    limit=self.probe_timeout)
         if isinstance(caps.body, dict) and supports_tools(caps.body) is False:
-            # llama.cpp with a template without tools accepts them and drops them silently.
-            self._add("tools", WARN, "accepted, but llama.cpp's chat template has no tool"
-                      " support (it drops the functions)", "start llama-server with --jinja and"
-                      " a model whose template supports tools, or --chat-template-file")
-            return True
+            # llama.cpp with a template without tools takes them and drops them silently
+            # (observed: ../shared/PROVIDERS.md; /props chat_template_caps).
+            self._add("tools", FAIL, "accepted, but llama.cpp's chat template for this model"
+                      " has no tool support: the model never sees the functions",
+                      "use a model whose chat template supports tools, or give llama-server one"
+                      " with --chat-template-file (--jinja must be on)")
+            return False
         self._add("tools", OK, f"a request with the bot's {len(TOOL_SCHEMAS)} functions is"
                   " accepted")
         return True

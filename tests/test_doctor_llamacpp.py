@@ -36,8 +36,9 @@ async def _server(*flags: str) -> AsyncIterator[str]:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     assert process.stderr is not None
     try:
-        # It logs this line once the model is loaded and the port answers.
-        while b"server is listening" not in await asyncio.wait_for(
+        # Logged once the model is loaded and the port answers ("llama_server: listening on
+        # http://..." in 0.6.0-dev; "server is listening on http://..." in older builds).
+        while b"listening on http" not in await asyncio.wait_for(
                 process.stderr.readline(), 120):
             pass
         drain = asyncio.create_task(process.stderr.read())  # keep the pipe from filling
@@ -82,11 +83,32 @@ def _line(lines: list[str], check: str) -> str:
 async def test_the_doctor_against_llama_server(jinja: str, tmp_path: Path,
                                                local_model_dir: Path) -> None:
     code, lines = await _doctor(jinja, tmp_path, local_model_dir)
-    for check in ("reachable", "key", "model"):
+    for check in ("reachable", "key", "model", "streaming", "embeddings"):
         assert _line(lines, check).startswith(OK), lines
-    assert not _line(lines, "tools").startswith(FAIL), lines  # --jinja: tools are taken
-    assert _line(lines, "streaming").startswith(OK), lines
-    assert _line(lines, "embeddings").startswith(OK), lines
+    # With --jinja the server takes the tools, but Gemma 3's own template has none: /props says
+    # so (chat_template_caps.supports_tools false) and the functions would be dropped.
+    tools = _line(lines, "tools")
+    assert tools.startswith(FAIL) and "chat template" in tools, lines
+    assert code == 1
+
+
+@pytest.fixture
+async def tools_template() -> AsyncIterator[str]:
+    async for url in _server("--jinja", "--chat-template-file",
+                             str(Path(FOLDER or "") / "tools-template.jinja")):
+        yield url
+
+
+async def test_with_a_tools_template_the_trial_runs_against_the_real_server(
+        tools_template: str, tmp_path: Path, local_model_dir: Path) -> None:
+    # The functions reach the model now; the trial turns (the bot's real prompt, history with
+    # tool calls and results) are requests llama.cpp must accept, whatever the model answers.
+    code, lines = await _doctor(tools_template, tmp_path, local_model_dir)
+    assert _line(lines, "tools").startswith(OK), lines
+    for check in ("send_message", "memory"):
+        line = _line(lines, check)
+        assert "not checked" not in line and "trial conversation failed" not in line, lines
+        assert "Sorry, I couldn't think" not in line, lines  # no refused request in the trial
     assert code in (0, 1)  # whether a 270M base model calls the functions is up to it
 
 
