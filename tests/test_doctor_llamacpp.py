@@ -108,7 +108,9 @@ async def test_with_a_tools_template_the_trial_runs_against_the_real_server(
     for check in ("send_message", "memory"):
         line = _line(lines, check)
         assert "not checked" not in line and "trial conversation failed" not in line, lines
-        assert "Sorry, I couldn't think" not in line, lines  # no refused request in the trial
+    # Not asserted: that no request of the trial is refused. This model's calls are random, and
+    # one cut off at max_tokens, replayed as it came, gets llama.cpp's 500 "Failed to parse tool
+    # call arguments as JSON" (docs/providers.md): the doctor shows it in the memory line.
     assert code in (0, 1)  # whether a 270M base model calls the functions is up to it
 
 
