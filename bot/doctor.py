@@ -121,7 +121,8 @@ class Doctor:
         return not any(v.failed for v in self.verdicts)
 
     def _add(self, check: str, mark: str, detail: str, fix: str = "") -> Verdict:
-        verdict = Verdict(check, mark, detail, fix)
+        # Servers echo keys in their errors: a verdict never holds one, printed or not.
+        verdict = Verdict(check, mark, redact.redact(detail), redact.redact(fix))
         self.verdicts.append(verdict)
         if self.report is not None:
             self.report(verdict)

@@ -385,3 +385,18 @@ def test_an_unpulled_ollama_model_gets_the_pull_command() -> None:
     assert model_missing(404, text)
     assert "ollama pull qwen2.5:14b" in model_fix("qwen2.5:14b", ["llama3.1:latest"], text)
     assert not model_missing(400, '{"error": {"message": "messages: field required"}}')
+
+
+async def test_a_server_that_echoes_the_whole_key_never_gets_it_printed(
+        llm: ScriptedLLM, make_settings: Callable[..., Settings]) -> None:
+    from tests.llm_server import fail
+
+    # Some proxies put the key they were given into their error text.
+    llm.push(fail(500, f"Upstream rejected: Received API Key = {KEY}"))
+    llm.handler = working_model
+    passed, verdicts, lines = await run_doctor(make_settings())
+    assert not passed
+    model = verdicts["model"]
+    assert model.mark == FAIL and "(500: Upstream rejected" in model.line(), lines
+    assert all(KEY not in line and "secret-key" not in line for line in lines), lines
+    assert KEY not in model.detail  # nor in what a caller of the doctor gets
