@@ -10,7 +10,6 @@ real context window; tries streaming; and embeds a string with the configured em
 
 from __future__ import annotations
 
-import inspect
 import logging
 import tempfile
 from collections.abc import Callable
@@ -24,8 +23,10 @@ from bot import redact
 from bot.config import Settings
 from bot.doctor_agent import trial_turns, user_embedder
 from bot.doctor_hints import (
-    RECOMMENDED_WINDOW,
-    SMALL_WINDOW,
+    FAIL,
+    OK,
+    SKIP,
+    WARN,
     embedding_fix,
     error_text,
     lists_model,
@@ -33,24 +34,20 @@ from bot.doctor_hints import (
     model_ids,
     model_missing,
     supports_tools,
-    table_knows,
     tools_fix,
     unreachable_fix,
-    window_fix,
 )
+from bot.doctor_window import room_needed, server_window, window_verdict
 from bot.embeddings import Embedder, EmbeddingError
 from bot.tools import TOOL_SCHEMAS
 
 log = logging.getLogger(__name__)
 
-OK, FAIL, WARN, SKIP = "✓", "✗", "!", "-"
 MEMORY_FUNCTIONS = {"core_memory_append", "core_memory_replace", "archival_memory_insert"}
 GREETING = "Hi! I'm Ada, nice to meet you. Please say hello back."
 FACT = "Please remember this for later: my favourite colour is teal."
 # The throwaway agent's turns stop here: enough for a memory edit, its heartbeat and a reply.
 DOCTOR_STEP_CAP = 4
-# Room the conversation itself needs beyond instructions, memory, tools and the answer.
-MIN_CONVERSATION_TOKENS = 1500
 
 
 @dataclass
@@ -266,7 +263,7 @@ class Doctor:
         """Every check; whether all required ones passed."""
         quick = await self.quick()
         # Asked first: a window too small for the trial explains what the model did in it.
-        window = await self._server_window()
+        window = await server_window(self.settings, self._key, self.probe_timeout)
         if quick:
             try:
                 await self._agent_checks(window[0])
@@ -278,7 +275,8 @@ class Doctor:
                 self._skip(["memory"], "the trial conversation failed")
         else:
             self._skip(["send_message", "memory"], "the quick checks failed")
-        self._window_check(*window)
+        self._add("context window", *window_verdict(self.settings, *window,
+                                                     self._fixed_tokens))
         if any(v.check == "model" and v.mark == OK for v in self.verdicts):
             await self._stream_check()
         else:
@@ -321,70 +319,10 @@ class Doctor:
             problem = f"; {remember.notices[0]}" if remember.notices else ""
             fix = ("long-term memory needs a model that calls functions reliably: try a larger"
                    " instruction-tuned model with tool support")
-            if window is not None and window < self._room_needed():
+            if window is not None and window < room_needed(self.settings, self._fixed_tokens):
                 fix = (f"first give the model a larger window (the server runs {window} tokens,"
                        " see the context window line), then run the doctor again")
             self._add("memory", FAIL, f"asked to remember a fact, the model {how}{problem}", fix)
-
-    def _window_check(self, found: int | None, reason: str, asked: bool) -> None:
-        settings = self.settings
-        configured = settings.context_window
-        if found is None:
-            # A server that was asked and does not say (OpenAI) runs the model's published
-            # window; one that was not asked may run far less (Ollama's num_ctx).
-            if asked and (settings.llm_context_window or table_knows(settings.llm_model)):
-                source = ("LLM_CONTEXT_WINDOW" if settings.llm_context_window
-                          else f"known for {settings.llm_model}")
-                self._add("context window", OK, f"{configured} tokens ({source}; the server"
-                          f" does not report its own: {reason})")
-            else:
-                self._add("context window", WARN, f"unknown ({reason}); the bot assumes"
-                          f" {configured} tokens", "set LLM_CONTEXT_WINDOW to the window the"
-                          " server really runs the model with")
-            return
-        source = f", from {reason}" if reason else ""
-        if self._fixed_tokens and found < self._room_needed():
-            self._add("context window", FAIL, f"{found} tokens{source}: too small (instructions,"
-                      f" memory and functions take {self._fixed_tokens}, the answer"
-                      f" {settings.llm_max_response_tokens})",
-                      f"raise the server's window: {window_fix(self._room_needed(), reason)}")
-        elif found < SMALL_WINDOW:
-            self._add("context window", WARN, f"{found} tokens{source}: small (the bot"
-                      " summarizes after a few exchanges)",
-                      f"raise the server's window: {window_fix(RECOMMENDED_WINDOW, reason)}")
-        elif found < configured:  # bot.windows makes the bot plan for the server's window
-            self._add("context window", OK, f"{found} tokens{source} (the bot uses it, not the"
-                      f" {configured} it would assume)")
-        else:
-            self._add("context window", OK, f"{found} tokens{source} (the bot uses"
-                      f" {min(found, configured)})")
-
-    def _room_needed(self) -> int:
-        """Tokens a turn needs: instructions, memory and functions, the answer, a conversation."""
-        return ((self._fixed_tokens or 0) + self.settings.llm_max_response_tokens
-                + MIN_CONVERSATION_TOKENS)
-
-    async def _server_window(self) -> tuple[int | None, str, bool]:
-        """The window the server runs the model with, or None and why not; whether it was
-        asked at all."""
-        try:
-            # Written separately (bot/windows.py); until it is there the server is not asked.
-            from bot.windows import server_window  # type: ignore[import-not-found]
-        except ImportError:
-            return None, "this version cannot ask the server", False
-        settings = self.settings
-        try:
-            found = server_window(settings.llm_base_url, self._key, settings.llm_model,
-                                  timeout=self.probe_timeout)
-            if inspect.isawaitable(found):
-                found = await found
-        except Exception as error:  # a window we cannot learn is a warning, not a failure
-            return None, redact.redact(str(error))[:200] or type(error).__name__, True
-        # bot.windows answers a WindowInfo (tokens, source) or None.
-        tokens = getattr(found, "tokens", found)
-        if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
-            return tokens, str(getattr(found, "source", "") or ""), True
-        return None, "it does not say", True
 
     async def _stream_check(self) -> None:
         body = self._chat_body("Count from one to five.", tools=False)

@@ -8,10 +8,8 @@ from typing import Any
 
 from bot.config import KNOWN_CONTEXT_WINDOWS, Settings
 
-# The window the fixes suggest: room for instructions, functions and a real conversation.
-RECOMMENDED_WINDOW = 16384
-# Below this the bot works, but summarizes after a few exchanges.
-SMALL_WINDOW = 8192
+# A verdict's mark: works, will not work, works but worth knowing, not checked.
+OK, FAIL, WARN, SKIP = "✓", "✗", "!", "-"
 
 
 def error_text(body: Any, text: str) -> str:
@@ -102,10 +100,10 @@ def embedding_fix(settings: Settings, message: str) -> str:
             " EMBEDDING_PROVIDER=local")
 
 
-def window_fix(tokens: int, source: str = "") -> str:
+def window_fix(tokens: int, at_least: int, source: str = "") -> str:
     """How to give the model at least `tokens` (a comfortable size): on the server the window
     came from, when known (bot.windows names it), else on each kind."""
-    size = max(RECOMMENDED_WINDOW, 1 << (tokens - 1).bit_length())
+    size = max(at_least, 1 << (tokens - 1).bit_length())
     ways = {
         "ollama": f"Ollama: OLLAMA_CONTEXT_LENGTH={size} (or PARAMETER num_ctx {size})",
         "llama": f"llama.cpp: -c {size}",
