@@ -14,6 +14,7 @@ from bot.embeddings import Embedder, make_embedder
 from bot.engine import AgentSpec, Engine
 from bot.llm import Completion
 from bot.messages import utcnow
+from bot.tools import TOOL_SCHEMAS
 
 AGENT_ID = "doctor:trial"
 
@@ -29,6 +30,19 @@ class TrialTurn:
 class Trial:
     turns: list[TrialTurn]
     fixed_tokens: int  # instructions + core memory + function schemas, as the bot counts them
+
+
+def _called(completion: Completion) -> list[str]:
+    """The functions a completion called: in `tool_calls`, or written as text in the content
+    (Hermes, Llama 3.1, Mistral formats), which the agent reads and runs the same way."""
+    if completion.tool_calls:
+        return [call.name for call in completion.tool_calls]
+    try:
+        from bot.textcalls import extract  # type: ignore[import-not-found]
+    except ImportError:  # this version takes tool_calls only
+        return []
+    known = {schema["function"]["name"] for schema in TOOL_SCHEMAS}
+    return [call.name for call in extract(completion.content, known).calls]
 
 
 def trial_settings(settings: Settings, folder: Path, step_cap: int) -> Settings:
@@ -63,7 +77,7 @@ async def trial_turns(settings: Settings, folder: Path, step_cap: int, texts: li
             seen.clear()
             result = await engine.send(AGENT_ID, text, sender_name="Ada", sender_id="1",
                                        spec=spec)
-            turns.append(TrialTurn([c.name for done in seen for c in done.tool_calls],
+            turns.append(TrialTurn([name for done in seen for name in _called(done)],
                                    list(result.replies), list(result.notices)))
         agent = await engine.agent(AGENT_ID)
         fixed = engine.context.fixed_tokens(agent, utcnow())

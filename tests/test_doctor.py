@@ -4,6 +4,7 @@ the clear ✗ line with its fix where a real server or model would break the bot
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import json
 import os
@@ -400,3 +401,30 @@ async def test_a_server_that_echoes_the_whole_key_never_gets_it_printed(
     assert model.mark == FAIL and "(500: Upstream rejected" in model.line(), lines
     assert all(KEY not in line and "secret-key" not in line for line in lines), lines
     assert KEY not in model.detail  # nor in what a caller of the doctor gets
+
+
+class _HermesTextCalls(Provider):
+    """A server without a tool-call parser passing Qwen/Hermes calls through as text:
+    `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Qwen2.5's chat template,
+    tokenizer_config.json; NousResearch Hermes-2-Pro model card)."""
+
+    name = "doctor-hermes-text"
+
+    def render(self, body: dict[str, Any], step: Step) -> Step:
+        if not step.tool_calls:
+            return step
+        text = "".join(f'<tool_call>{{"name": "{c.name}", "arguments": {c.arguments}}}'
+                       "</tool_call>" for c in step.tool_calls)
+        return dataclasses.replace(step, content=text, tool_calls=())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bot.textcalls") is None,
+                    reason="this version reads tool_calls only (bot/textcalls.py, issue 11)")
+async def test_calls_written_as_text_count_as_calls(
+        make_settings: Callable[..., Settings]) -> None:
+    # The agent reads and runs them like tool_calls: so does the doctor's verdict.
+    async with ScriptedLLM(provider=_HermesTextCalls()) as server:
+        server.handler = working_model
+        _, verdicts, lines = await run_doctor(make_settings(llm_base_url=server.base_url))
+    assert verdicts["send_message"].mark == OK, lines
+    assert verdicts["memory"].mark == OK and "core_memory_append" in verdicts["memory"].detail
