@@ -1,4 +1,5 @@
-"""Command line: `mnemocord chat` (terminal), `mnemocord discord` (the bot), `mnemocord agents`."""
+"""Command line: `mnemocord chat` (terminal), `mnemocord discord` (the bot), `mnemocord agents`,
+`mnemocord doctor` (will the configured model work?)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
+from bot import redact
 from bot.config import Settings
 from bot.datalock import DataDirLocked
 
@@ -24,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--name", default="You", help="your name as the agent sees it")
     sub.add_parser("discord", help="run the Discord bot")
     sub.add_parser("agents", help="list stored agents")
+    sub.add_parser("doctor", help="check that the configured LLM endpoint, model and embedder"
+                   " will work (a short scripted conversation; nothing is stored)")
     return parser
 
 
@@ -47,6 +51,18 @@ async def _agents(settings: Settings) -> None:
             print(f"{row['id']}\t{row['name']}\t{row['created_at']}")
 
 
+async def _doctor(settings: Settings) -> int:
+    from bot.doctor import Doctor
+
+    print(f"Checking {settings.llm_model!r} at {redact.redact(settings.llm_base_url)} ...",
+          flush=True)
+    async with Doctor(settings, report=lambda v: print(v.line(), flush=True)) as doctor:
+        passed = await doctor.full()
+    print("All required checks passed." if passed else
+          "Some required checks failed (✗): fix those before starting the bot.")
+    return 0 if passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -58,10 +74,13 @@ def main(argv: list[str] | None = None) -> int:
             for e in error.errors())
         print(f"mnemocord: invalid configuration: {problems}", file=sys.stderr)
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.command != "doctor":  # the doctor keeps its trial agent in a temporary folder
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     if args.command != "discord":  # the bot sets up discord.py's own logging
         logging.basicConfig(
-            level=settings.log_level.upper(),
+            # The doctor's verdict lines say what went wrong; the engine's own warnings about
+            # the failures it provokes on purpose would only bury them.
+            level="ERROR" if args.command == "doctor" else settings.log_level.upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             filename=str(settings.data_dir / "mnemocord.log") if args.command == "chat" else None,
         )
@@ -70,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_chat(settings, args))
         elif args.command == "agents":
             asyncio.run(_agents(settings))
+        elif args.command == "doctor":
+            return asyncio.run(_doctor(settings))
         elif args.command == "discord":
             from bot.discordbot.run import run_bot
 

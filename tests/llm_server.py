@@ -242,8 +242,11 @@ class ScriptedLLM:
         embedding_latency: float = 0.0,
         strict: bool = True,
         provider: str | Provider = "openai",
+        api_key: str | None = None,
     ) -> None:
         self.latency = latency
+        # When set, every /v1 request must carry it as a bearer token (else OpenAI's 401).
+        self.api_key = api_key
         self.strict = strict
         # Which real endpoint it plays (tests/providers/): what it rejects and how it answers.
         self.provider = make_provider(provider)
@@ -280,7 +283,7 @@ class ScriptedLLM:
     # -- lifecycle
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._authorize])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
@@ -361,6 +364,18 @@ class ScriptedLLM:
 
     # -- internals
 
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        sent = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.api_key is None or sent == self.api_key or not request.path.startswith("/v1/"):
+            return await handler(request)
+        # OpenAI's answer to a wrong key: 401, code invalid_api_key, the key echoed with its
+        # middle masked (openai/openai-python#2046 and countless threads quote it).
+        masked = f"{sent[:3]}{'*' * 8}{sent[-4:]}" if len(sent) > 8 else sent
+        return _error_response(fail(401, f"Incorrect API key provided: {masked}. You can find"
+                                    " your API key at https://platform.openai.com/account/api-keys.",
+                                    code="invalid_api_key"))
+
     async def _simulate(self, request: web.Request, step: Step | None, latency: float) -> None:
         """Apply latency / hang / reset. Drops the connection if the server is stopping."""
         if step is not None and step.kind == "hang":
@@ -426,13 +441,15 @@ class ScriptedLLM:
             if problems:
                 self.violations += [(self.chat_calls, p) for p in problems]
                 return web.json_response(problems[0].error_body(), status=problems[0].status)
-            if body.get("stream"):
+            if body.get("stream") and not self.provider.streams:
                 return _error_response(fail(400, "stream=true is not supported", param="stream"))
             refused = self.provider.refuse(body)
             if refused is not None:
                 return await self._serve_chat(request, body, refused)
             body = self.provider.visible(body)
             step = self.provider.render(body, await self._next_step(body))
+            if body.get("stream") and step.kind == "reply":
+                return await self._serve_stream(request, body, step)
             return await self._serve_chat(request, body, step)
         finally:
             self.inflight -= 1
@@ -469,6 +486,31 @@ class ScriptedLLM:
             {"id": f"chatcmpl-scripted-{next(self._ids)}", "object": "chat.completion",
              "created": int(time.time()), "model": model, "choices": choices, "usage": usage}
         )  # fmt: skip
+
+    async def _serve_stream(
+        self, request: web.Request, body: dict[str, Any], step: Step
+    ) -> web.StreamResponse:
+        """The answer as server-sent events of `chat.completion.chunk`s, the way OpenAI streams
+        (platform.openai.com/docs/api-reference/chat-streaming): a role delta, content deltas,
+        each tool call (id, name, arguments) at its index, a finish chunk, then `[DONE]`."""
+        await self._simulate(request, step, self.latency)
+        head = {"id": f"chatcmpl-scripted-{next(self._ids)}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": body.get("model", self.model)}
+        deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant",
+                                                             "content": ""}, None)]
+        deltas += [({"content": word}, None)
+                   for word in re.findall(r"\S+\s*", step.content or "")]
+        deltas += [({"tool_calls": [{"index": i, **_tool_call_json(tc)}]}, None)
+                   for i, tc in enumerate(step.tool_calls)]
+        deltas.append(({}, step.finish_reason or ("tool_calls" if step.tool_calls else "stop")))
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for delta, reason in deltas:
+            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+            await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         return await self._timed(self._embeddings_timed, request)

@@ -206,6 +206,7 @@ async def test_async_handler_and_stream_rejected(
 
     server.handler = handler
     assert (await chat(client)).choices[0].message.content == "2 messages"
+    server.provider.streams = False  # a server that does not stream (the openai profile does)
     with pytest.raises(openai.BadRequestError, match="stream"):
         await chat(client, stream=True)
 

@@ -13,8 +13,8 @@ from bot import redact
 from bot.config import Settings
 from bot.datalock import DataDirLocked
 from bot.discordbot.bot import Mnemocord
+from bot.doctor import Doctor
 from bot.engine import Engine
-from bot.llm import LLMUnreachable
 from bot.tasks import observe
 
 log = logging.getLogger(__name__)
@@ -25,20 +25,14 @@ class StartupError(Exception):
 
 
 async def check_llm(engine: Engine) -> None:
-    """Fail fast when the LLM endpoint is unreachable or rejects the key."""
-    # The URL may carry credentials (user:password@, ?api-key=): never print them.
-    where = redact.redact(engine.settings.llm_base_url)
-    try:
-        status = await asyncio.wait_for(engine.llm.probe(), timeout=15)
-    except (LLMUnreachable, TimeoutError):
-        raise StartupError(f"cannot reach the LLM server at {where};"
-                           " check LLM_BASE_URL and that the server is running") from None
-    except Exception as error:  # e.g. the HTTP client refusing a URL with user:password@
-        raise StartupError(f"cannot use the LLM server at {where}: {redact.redact(str(error))};"
-                           " check LLM_BASE_URL") from None
-    if status == 401:
-        raise StartupError("the LLM server rejected LLM_API_KEY")
-    # Any other answer means reachable; some servers simply do not implement /models.
+    """The doctor's quick checks (reachable, key, model, tools), one printed line each; the
+    first that fails stops the start with its fix (`mnemocord doctor` checks the rest)."""
+    async with Doctor(engine.settings, report=lambda v: print(v.line(), flush=True)) as doctor:
+        await doctor.quick()
+    failed = next((v for v in doctor.verdicts if v.failed), None)
+    if failed is not None:
+        # The verdict is redacted already: the URL may carry credentials (user:password@).
+        raise StartupError(redact.redact(f"{failed.check}: {failed.detail}; {failed.fix}"))
 
 
 async def serve(settings: Settings, *, check: bool = True) -> None:

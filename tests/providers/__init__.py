@@ -47,7 +47,9 @@ class Provider:
     model: ClassVar[str] = "gpt-4o-mini"  # what the server serves unless told otherwise
     # Whether a `tool_choice` naming a function or "required" is enforced (Ollama drops it).
     honours_tool_choice: ClassVar[bool] = True
-    # Whether streamed answers carry tool calls incrementally.
+    # Whether it answers `stream: true` at all (server-sent events), and whether streamed
+    # answers carry tool calls incrementally.
+    streams: ClassVar[bool] = True
     streams_tool_calls: ClassVar[bool] = True
     # What a user sets for it (LLM_BASE_URL etc.); the README's provider table lists the same.
     settings: ClassVar[dict[str, Any]] = {}
