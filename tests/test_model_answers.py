@@ -19,6 +19,7 @@ from bot.agent import AgentEvent
 from bot.config import Settings
 from bot.engine import Engine
 from bot.llm import read_content
+from bot.messages import unpack_event, unpack_tool_result
 from bot.steps import CUT_OFF_NOTE, FORCE_REPLY
 from bot.textcalls import extract
 from bot.tokens import TokenCounter
@@ -58,16 +59,15 @@ def human_block(engine: Engine) -> str:
     return engine._agents[AGENT].core.get("human").value
 
 
-def tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:
-    return [json.loads(m["content"]) for m in request["messages"] if m["role"] == "tool"]
+def tool_results(request: dict[str, Any]) -> list[str]:
+    """The reports of the function results the request carries."""
+    return [unpack_tool_result(m["content"])[1] for m in request["messages"]
+            if m["role"] == "tool"]
 
 
 def alerts(request: dict[str, Any]) -> list[str]:
-    found = []
-    for message in request["messages"]:
-        if message["role"] == "user" and '"system_alert"' in (message["content"] or ""):
-            found.append(json.loads(message["content"])["message"])
-    return found
+    events = [unpack_event(m["content"]) for m in request["messages"] if m["role"] == "user"]
+    return [e.text for e in events if e is not None and e.kind == "system_alert"]
 
 
 # --- 1. tool calls written as text ----------------------------------------------------------
@@ -228,10 +228,9 @@ async def test_content_parts_are_read(engine: Engine, llm: ScriptedLLM) -> None:
 async def test_plain_text_after_send_message_is_not_a_second_message(
     engine: Engine, llm: ScriptedLLM
 ) -> None:
-    llm.push(
-        calls([("core_memory_append", {"label": "human", "content": "Likes tea.",
-                                       "request_heartbeat": True}),
-               ("send_message", {"message": "Tea, lovely!"})]),
+    llm.push(  # a search next to the reply still gets its step (its result must be read)
+        calls([("send_message", {"message": "Tea, lovely!"}),
+               ("conversation_search", {"query": "tea", "request_heartbeat": True})]),
         say("I told her I like it too."),
     )
     events: list[AgentEvent] = []
@@ -382,7 +381,7 @@ async def test_a_repeated_call_is_not_run_again_and_the_reply_is_forced(
     assert human_block(engine).count("Likes tea.") == 1
     third = llm.requests[2]
     assert third["tool_choice"] == FORCE_REPLY
-    assert "Not run again" in tool_results(third)[-1]["message"]
+    assert "Not run again" in tool_results(third)[-1]
 
 
 async def test_a_looping_model_is_stopped_early(engine: Engine, llm: ScriptedLLM) -> None:
@@ -422,7 +421,7 @@ async def test_an_old_pause_heartbeats_call_is_harmless(engine: Engine, llm: Scr
     llm.push(call("pause_heartbeats", minutes=30), call("send_message", message="Sure."),
              call("send_message", message="Still fine."))
     assert await talk(engine, "take a break") == (["Sure."], [])
-    assert "no timed heartbeats" in tool_results(llm.requests[1])[-1]["message"]
+    assert "no timed heartbeats" in tool_results(llm.requests[1])[-1]
     # The stored call is replayed in the next request, which the strict profile accepts.
     assert await talk(engine, "hello?") == (["Still fine."], [])
     assert "pause_heartbeats" in json.dumps(llm.requests[-1]["messages"])
