@@ -39,6 +39,7 @@ from bot.doctor_hints import (
 )
 from bot.doctor_window import room_needed, server_window, window_verdict
 from bot.embeddings import Embedder, EmbeddingError
+from bot.llm import LLMClient
 from bot.tools import TOOL_SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,6 @@ class _Answer:
     error: str = ""  # why there was no answer
 
 
-def _reasoning_model(model: str) -> bool:
-    from bot import llm
-
-    return llm._is_reasoning_model(model)  # the one place that decides the request's shape
-
-
 class Doctor:
     """Runs the checks against `settings`; `report` gets each verdict as soon as it is known."""
 
@@ -99,6 +94,7 @@ class Doctor:
             timeout=settings.llm_timeout, max_retries=0,
             http_client=openai.DefaultAioHttpClient(timeout=settings.llm_timeout),
         )
+        self._shape = LLMClient.from_settings(settings)  # builds requests, sends none
         self._fixed_tokens: int | None = None  # instructions + memory + tools, measured
         self._embedding: tuple[Embedder, Any] | None = None  # (embedder, its HTTP client)
 
@@ -107,6 +103,7 @@ class Doctor:
 
     async def __aexit__(self, *exc: object) -> None:
         await self._client.close()
+        await self._shape.aclose()
         if self._embedding is not None:
             embedder, client = self._embedding
             await embedder.aclose()
@@ -151,16 +148,12 @@ class Doctor:
         return _Answer(200, _json(raw), raw.decode("utf-8", "replace")[:2000])
 
     def _chat_body(self, content: str, *, tools: bool, max_tokens: int = 32) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.settings.llm_model,
-                                "messages": [{"role": "user", "content": content}]}
-        if _reasoning_model(self.settings.llm_model):
-            # Reasoning tokens come out of this budget: a small one would end in nothing.
-            body["max_completion_tokens"] = max(max_tokens, self.settings.llm_max_response_tokens)
-        else:
-            body["max_tokens"] = max_tokens
+        # The bot's own request parameters (token field, temperature, reasoning room): the
+        # verdict is about the requests the bot will send.
+        body = self._shape.request_head(max_tokens=max_tokens, tools=tools)
+        body["messages"] = [{"role": "user", "content": content}]
         if tools:
             body["tools"] = TOOL_SCHEMAS
-            body["tool_choice"] = self.settings.llm_tool_choice
         return body
 
     # --- the quick checks ---------------------------------------------------------------------

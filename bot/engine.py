@@ -87,20 +87,7 @@ class Engine(CommandsMixin):
         self.data_lock = DataDirLock(settings.data_dir)
         self.store = Store(settings.db_path)
         self.counter = TokenCounter(settings.llm_model)
-        self.llm = LLMClient(
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key.get_secret_value(),
-            model=settings.llm_model,
-            temperature=settings.llm_temperature,
-            max_response_tokens=settings.llm_max_response_tokens,
-            reasoning_tokens=settings.llm_reasoning_tokens,
-            context_window=settings.context_window,
-            timeout=settings.llm_timeout,
-            max_retries=settings.llm_max_retries,
-            retry_backoff=settings.llm_retry_backoff,
-            max_concurrency=settings.llm_max_concurrency,
-            tool_choice=settings.llm_tool_choice,
-        )
+        self.llm = LLMClient.from_settings(settings)
         self._embedding_openai = self._embedding_client() if embedder is None else None
         self._owns_embedder = embedder is None
         self.embedder = embedder or make_embedder(

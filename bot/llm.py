@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import openai
@@ -37,6 +37,9 @@ from bot.messages import ToolCall
 # Re-exported: the agent imports them from here.
 from bot.replay import MAX_CALL_ID as MAX_CALL_ID
 from bot.replay import replayable_calls as replayable_calls
+
+if TYPE_CHECKING:
+    from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,23 @@ class LLMClient:
         self.refused: set[str] = set()
         self._tools_cache: tuple[list[dict[str, Any]], str] | None = None
         self._slots = asyncio.Semaphore(max_concurrency)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LLMClient:
+        return cls(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value(),
+            model=settings.llm_model,
+            temperature=settings.llm_temperature,
+            max_response_tokens=settings.llm_max_response_tokens,
+            reasoning_tokens=settings.llm_reasoning_tokens,
+            context_window=settings.context_window,
+            timeout=settings.llm_timeout,
+            max_retries=settings.llm_max_retries,
+            retry_backoff=settings.llm_retry_backoff,
+            max_concurrency=settings.llm_max_concurrency,
+            tool_choice=settings.llm_tool_choice,
+        )
 
     async def aclose(self) -> None:
         await self.client.close()
