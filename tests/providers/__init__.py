@@ -113,6 +113,17 @@ def unparsable_arguments(body: dict[str, Any]) -> list[Violation]:
     return found
 
 
+def calls_of_this_turn(body: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(index, message) of the assistant messages with tool calls after the last user message:
+    the ones whose thought signatures Gemini checks (and OpenRouter relays its check of)."""
+    messages = body.get("messages") or []
+    start = max((i for i, m in enumerate(messages)
+                 if isinstance(m, dict) and m.get("role") == "user"), default=-1)
+    return [(index, m) for index, m in enumerate(messages) if index > start
+            and isinstance(m, dict) and isinstance(m.get("tool_calls"), list) and m["tool_calls"]
+            and isinstance(m["tool_calls"][0], dict)]
+
+
 def _load_all() -> None:
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")

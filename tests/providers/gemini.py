@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from tests.llm_server import Step
 from tests.openai_rules import Violation
-from tests.providers import Provider, register
+from tests.providers import Provider, calls_of_this_turn, register
 
 DUMMY = "skip_thought_signature_validator"
 
@@ -51,14 +51,8 @@ class Gemini3(Provider):
 
     def reject(self, body: dict[str, Any]) -> list[Violation]:
         found = super().reject(body)
-        messages = body.get("messages") or []
-        start = max((i for i, m in enumerate(messages)
-                     if isinstance(m, dict) and m.get("role") == "user"), default=-1)
-        for index in range(start + 1, len(messages)):
-            message = messages[index]
-            calls = message.get("tool_calls") if isinstance(message, dict) else None
-            if not calls or not isinstance(calls[0], dict):
-                continue
+        for index, message in calls_of_this_turn(body):
+            calls = message["tool_calls"]
             google = (calls[0].get("extra_content") or {}).get("google") or {}
             if google.get("thought_signature") not in self.signatures | {DUMMY}:
                 name = (calls[0].get("function") or {}).get("name", "")

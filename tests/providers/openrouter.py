@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from tests.llm_server import Step
 from tests.openai_rules import Violation
-from tests.providers import Provider, register
+from tests.providers import Provider, calls_of_this_turn, register
 from tests.providers.gemini import missing_signature
 
 
@@ -41,13 +41,7 @@ class OpenRouter(Provider):
 
     def reject(self, body: dict[str, Any]) -> list[Violation]:
         found = super().reject(body)
-        messages = body.get("messages") or []
-        start = max((i for i, m in enumerate(messages)
-                     if isinstance(m, dict) and m.get("role") == "user"), default=-1)
-        for index in range(start + 1, len(messages)):
-            message = messages[index]
-            if not isinstance(message, dict) or not message.get("tool_calls"):
-                continue
+        for index, message in calls_of_this_turn(body):
             blocks = message.get("reasoning_details") or []
             if not any(isinstance(b, dict) and b.get("data") in self.handed_out for b in blocks):
                 upstream = missing_signature(index, message["tool_calls"][0]["function"]["name"])
