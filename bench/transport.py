@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from bot import llm
+from bot.llm_errors import parse_error
 
 ENV = "BENCH_LLM_TRANSPORT"
 
@@ -32,7 +33,7 @@ async def _post(self: llm.LLMClient, body: bytes) -> bytes:
                                          data=body) as response:
         raw = await response.read()
         if response.status >= 400:
-            raise llm._status_error(response.status, raw, response.headers)
+            raise llm._StatusError(parse_error(response.status, raw, response.headers))
         return raw
 
 

@@ -18,6 +18,32 @@ from bot import windows
 from bot.redact import redact
 from bot.tools import ToolError, parse_arguments
 
+
+class LLMError(Exception):
+    """The model could not be reached or gave no usable answer; the message is user-safe.
+    `kind` says why (bot/llm_errors.py Kind, or "unreachable"/"unreadable")."""
+
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class ContextOverflow(LLMError):
+    """The server says the prompt does not fit the model's context window (`limit`: the window
+    its error states, if it states one; bot/windows.py reads every provider's wording)."""
+
+    def __init__(self, message: str, limit: int | None = None) -> None:
+        super().__init__(message, "overflow")
+        self.limit = limit
+
+
+class LLMUnreachable(LLMError):
+    """No HTTP answer at all: connection refused or dropped, or no answer in time."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "unreachable")
+
+
 Kind = Literal["overflow", "retry", "config", "history", "tool_use_failed", "parameter",
                "refused"]
 

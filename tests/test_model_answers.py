@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from bot.agent import AgentEvent
+from bot.completion import read_content
 from bot.config import Settings
 from bot.engine import Engine
-from bot.llm import read_content
 from bot.messages import unpack_event, unpack_tool_result
 from bot.steps import CUT_OFF_NOTE, FORCE_REPLY
 from bot.textcalls import extract
