@@ -1,0 +1,145 @@
+"""Per-person core memory in a shared agent (bot/memory/people.py): a block per speaker, only
+the recent speakers' blocks in context, edited with the usual core-memory functions."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from bot.engine import AgentSpec, Engine
+from bot.memory.people import PEOPLE_HEADING
+from tests.llm_server import ScriptedLLM, Step, calls
+
+SHARED = AgentSpec(name="Sam", persona="sam", human="channel", options={"people": True})
+AGENT = "channel:900"
+FRUITS = ["apples", "bananas", "cherries", "dates", "elderberries", "figs", "grapes", "guavas",
+          "kiwis", "lemons", "limes", "mangoes", "melons", "nectarines", "oranges", "papayas",
+          "peaches", "pears", "plums", "quinces", "raspberries", "rhubarb", "satsumas",
+          "strawberries", "tangerines", "ugli fruit", "vanilla pods", "watermelons",
+          "yuzus", "zucchini"]
+_BLOCK = re.compile(r'<person:(\w+) name="[^"]*">\n(.*?)\n</person:\1>', re.S)
+
+
+def system_of(body: dict[str, Any]) -> str:
+    return str(body["messages"][0]["content"])
+
+
+def blocks_in(body: dict[str, Any]) -> dict[str, str]:
+    return dict(_BLOCK.findall(system_of(body)))
+
+
+class Memorious:
+    """A model that keeps what each speaker says about themself in that speaker's block, and
+    answers "what do you know about me" from the block it is shown."""
+
+    def __init__(self) -> None:
+        self.speaker: str | None = None
+
+    def __call__(self, body: dict[str, Any]) -> Step:
+        event = json.loads(body["messages"][-1]["content"])
+        self.speaker = event.get("id", self.speaker)
+        text = event["text"]
+        if text.startswith("My name is"):
+            return calls([
+                ("core_memory_append", {"label": f"person:{self.speaker}", "content": text,
+                                        "request_heartbeat": False}),
+                ("send_message", {"message": "Nice to meet you!"}),
+            ])
+        known = blocks_in(body).get(str(self.speaker), "nothing")
+        return calls([("send_message", {"message": f"I know: {known}"})])
+
+
+def person(i: int) -> tuple[str, str]:
+    return f"{1000 + i}", f"Person{i:02d}"
+
+
+@pytest.mark.settings(recall_embeddings="off")
+async def test_thirty_people_each_get_their_own_facts_and_the_prompt_stays_bounded(
+        engine: Engine, llm: ScriptedLLM) -> None:
+    llm.handler = Memorious()
+    sizes: dict[int, int] = {}
+    for i in range(30):
+        user_id, name = person(i)
+        await engine.send(AGENT, f"My name is {name} and I like {FRUITS[i]}.",
+                          sender_name=name, sender_id=user_id, spec=SHARED)
+        if i + 1 in (3, 30):  # the system message of the call that answered the latest one
+            sizes[i + 1] = engine.counter.count(system_of(llm.requests[-1]))
+    agent = await engine.agent(AGENT)
+    assert len(agent.people.present) == engine.settings.people_in_context == 8
+    for i in range(30):
+        user_id, name = person(i)
+        result = await engine.send(AGENT, "What do you know about me?", sender_name=name,
+                                   sender_id=user_id)
+        (reply,) = result.replies
+        assert f"My name is {name} and I like {FRUITS[i]}." in reply
+        others = [f for j, f in enumerate(FRUITS) if j != i and f not in FRUITS[i]]
+        assert not [f for f in others if f in reply], reply
+    # Everything is in SQLite: a reload shows the same recent people, in the same order.
+    shown = list(agent.people.present)
+    agent = await engine.reload(AGENT)
+    assert list(agent.people.present) == shown == [person(i)[0] for i in range(22, 30)]
+    # 8 blocks in context at most: 30 speakers cost at most 5 blocks more than 3 do.
+    one_block = engine.counter.count(
+        f'<person:1000 name="Person00">\n{"x " * 250}\n</person:1000>') + 12
+    grown = sizes[30] - sizes[3]
+    print(f"\nsystem message: {sizes[3]} tokens at 3 speakers, {sizes[30]} at 30"
+          f" (+{grown}; at most 8 blocks of {engine.settings.person_block_limit} characters)")
+    assert 0 < grown <= 5 * one_block
+    all_thirty = sum(len(b.value) for b in await agent.people.all_blocks())
+    assert all_thirty > 2 * sum(len(b.value) for b in agent.people.present.values())
+
+
+async def test_blocks_page_in_order_and_a_repeat_speaker_keeps_the_prompt(
+        engine: Engine, llm: ScriptedLLM) -> None:
+    llm.handler = lambda body: calls([("send_message", {"message": "ok"})])
+    for user_id, name in (("1", "Ann"), ("2", "Bob")):
+        await engine.send(AGENT, "hi", sender_name=name, sender_id=user_id, spec=SHARED)
+    await engine.send(AGENT, "again", sender_name="Ann", sender_id="1")
+    first, second, third = (system_of(b) for b in llm.requests)
+    assert PEOPLE_HEADING in first and "<person:1 " in first and "<person:2 " not in first
+    assert second.index("<person:1 ") < second.index("<person:2 ")
+    # Ann speaking again changes nothing up to the status (the people part included).
+    assert third.split("# Memory status")[0] == second.split("# Memory status")[0]
+    assert second.index("# Core memory") < second.index(PEOPLE_HEADING) < second.index(
+        "# Memory status")
+
+
+@pytest.mark.settings(person_block_limit=60)
+async def test_person_edits_are_checked_like_core_blocks(engine: Engine, llm: ScriptedLLM
+                                                         ) -> None:
+    await engine.agent(AGENT, SHARED)
+    llm.push(
+        calls([("core_memory_append", {"label": "person:7", "content": "x" * 61,
+                                       "request_heartbeat": True})]),
+        calls([("core_memory_append", {"label": "person:Cat", "content": "likes tea",
+                                       "request_heartbeat": True})]),
+        calls([("core_memory_replace", {"label": "person:<@7>", "old_content": "tea",
+                                        "new_content": "green tea", "request_heartbeat": True})]),
+        calls([("core_memory_append", {"label": "person:404", "content": "who?",
+                                       "request_heartbeat": False}),
+               ("send_message", {"message": "done"})]),
+    )
+    await engine.send(AGENT, "hello", sender_name="Cat", sender_id="7")
+    results = [m["content"] for m in llm.requests[-1]["messages"] if m["role"] == "tool"]
+    assert "limit is 60" in results[0]
+    assert "Appended to 'person:7'" in results[1]
+    assert "Replaced in 'person:7'" in results[2]
+    assert "no person block 'person:404'" in results[3]
+    agent = await engine.reload(AGENT)
+    assert agent.people.present["7"].value == "likes green tea"
+    assert "person:7 15/60" in system_of(llm.requests[-1])  # the status shows its size
+
+
+async def test_private_agents_have_no_person_blocks(engine: Engine, llm: ScriptedLLM) -> None:
+    llm.push(calls([("core_memory_append", {"label": "person:5", "content": "x",
+                                            "request_heartbeat": False}),
+                    ("send_message", {"message": "ok"})]))
+    await engine.send("dm:5", "hi", sender_name="Dee", sender_id="5",
+                      spec=AgentSpec(name="Sam", human="basic"))
+    assert PEOPLE_HEADING not in system_of(llm.requests[0])
+    agent = await engine.agent("dm:5")
+    (result,) = [m.content or "" for m in agent.queue if m.role == "tool"][:1]
+    assert "no per-person blocks" in result
