@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.engine import AgentSpec, Engine
-from bot.memory.people import PEOPLE_HEADING
+from bot.memory.people import PEOPLE_HEADING, People
+from bot.store import MIGRATIONS, Store
 from tests.llm_server import ScriptedLLM, Step, calls
 
 SHARED = AgentSpec(name="Sam", persona="sam", human="channel", options={"people": True})
@@ -85,8 +88,11 @@ async def test_thirty_people_each_get_their_own_facts_and_the_prompt_stays_bound
     one_block = engine.counter.count(
         f'<person:1000 name="Person00">\n{"x " * 250}\n</person:1000>') + 12
     grown = sizes[30] - sizes[3]
-    print(f"\nsystem message: {sizes[3]} tokens at 3 speakers, {sizes[30]} at 30"
-          f" (+{grown}; at most 8 blocks of {engine.settings.person_block_limit} characters)")
+    everyone = People(engine.store, AGENT, enabled=True, limit=agent.people.limit,
+                      in_context=30, present=await agent.people.all_blocks())
+    unpaged = engine.counter.count(everyone.render()) - engine.counter.count(agent.people.render())
+    print(f"\nsystem message: {sizes[3]} tokens at 3 speakers, {sizes[30]} at 30 (+{grown};"
+          f" all 30 blocks in context would add {unpaged} more)")
     assert 0 < grown <= 5 * one_block
     all_thirty = sum(len(b.value) for b in await agent.people.all_blocks())
     assert all_thirty > 2 * sum(len(b.value) for b in agent.people.present.values())
@@ -143,3 +149,24 @@ async def test_private_agents_have_no_person_blocks(engine: Engine, llm: Scripte
     agent = await engine.agent("dm:5")
     (result,) = [m.content or "" for m in agent.queue if m.role == "tool"][:1]
     assert "no per-person blocks" in result
+
+
+async def test_shared_agents_of_the_previous_schema_get_person_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # as the previous version left it: schema 7
+        for script in MIGRATIONS[:7]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version=7")
+        for agent_id in ("channel:1", "channel:1:member:2", "dm:2", "cli:x"):
+            db.execute("INSERT INTO agents (id, name, created_at, options) VALUES"
+                       " (?, 'Sam', '2026-01-01T00:00:00+00:00', '{\"k\": 1}')", (agent_id,))
+    store = Store(path)
+    await store.open()
+    try:
+        rows = await store.fetchall("SELECT id, options FROM agents ORDER BY id")
+        options = {r["id"]: json.loads(r["options"]) for r in rows}
+        assert options == {"channel:1": {"k": 1, "people": True}, "channel:1:member:2": {"k": 1},
+                           "cli:x": {"k": 1}, "dm:2": {"k": 1}}
+        assert await store.scalar("SELECT COUNT(*) FROM person_blocks") == 0
+    finally:
+        await store.close()
