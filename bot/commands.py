@@ -111,6 +111,8 @@ class CommandsMixin:
                 "summary": agent.summary,
                 "queue": [m.id for m in agent.queue],
                 "warning_sent": agent.warning_sent,
+                "people": [{"person_id": b.person_id, "value": b.value}
+                           for b in await agent.people.all_blocks()],
             }
             await self.store.commit([(
                 "INSERT OR REPLACE INTO checkpoints (agent_id, name, created_at, state)"
@@ -142,6 +144,12 @@ class CommandsMixin:
                 ("UPDATE messages SET in_context=1 WHERE agent_id=? AND id=?", (agent_id, i))
                 for i in ids
             ]
+            if "people" in state:  # what was known of each person then (later: nothing)
+                statements.append(("UPDATE person_blocks SET value='' WHERE agent_id=?",
+                                   (agent_id,)))
+                statements += [("UPDATE person_blocks SET value=? WHERE agent_id=? AND"
+                                " person_id=?", (str(p["value"]), agent_id, str(p["person_id"])))
+                               for p in state["people"]]
             await self.store.commit(statements)
             await self.reload(agent_id)
 

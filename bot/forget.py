@@ -126,9 +126,13 @@ def _delete(table: str, key: str, agent_id: str, ids: Iterable[Any]) -> list[Sta
     return statements
 
 
-def _scrub_checkpoint(state: dict[str, Any], mentions: Matcher, doomed: set[int]) -> bool:
+def _scrub_checkpoint(state: dict[str, Any], mentions: Matcher, doomed: set[int],
+                      sender_id: str) -> bool:
     changed = False
-    for block in state.get("core", []):
+    people = [p for p in state.get("people", []) if str(p.get("person_id")) != sender_id]
+    if len(people) != len(state.get("people", [])):
+        state["people"], changed = people, True
+    for block in [*state.get("core", []), *people]:
         value, removed = mentions.scrub_lines(str(block.get("value", "")))
         if removed:
             block["value"], changed = value, True
@@ -180,7 +184,7 @@ async def forget_in_agent(engine: Engine, agent_id: str, sender_id: str, person:
         for row in await store.fetchall(
                 "SELECT name, state FROM checkpoints WHERE agent_id=?", (agent_id,)):
             state = json.loads(row["state"])
-            if _scrub_checkpoint(state, mentions, doomed):
+            if _scrub_checkpoint(state, mentions, doomed, sender_id):
                 report.checkpoints += 1
                 statements.append(("UPDATE checkpoints SET state=? WHERE agent_id=? AND name=?",
                                    (json.dumps(state), agent_id, row["name"])))

@@ -203,3 +203,28 @@ async def test_a_failed_turn_keeps_the_blocks_as_committed(engine: Engine, llm: 
     rows = await engine.store.fetchall("SELECT value FROM person_blocks WHERE agent_id=?",
                                        (AGENT,))
     assert [r["value"] for r in rows] == [agent.people.present["1"].value]
+
+
+async def test_checkpoints_keep_the_blocks_and_forget_me_scrubs_them(
+        engine: Engine, llm: ScriptedLLM) -> None:
+    def note(user_id: str, text: str) -> Step:
+        return calls([("core_memory_append", {"label": f"person:{user_id}", "content": text,
+                                              "request_heartbeat": False}),
+                      ("send_message", {"message": "ok"})])
+
+    llm.push(note("1", "Ann sings."), note("2", "Bob hums; Ann is his sister."),
+             note("1", "Ann dances."))
+    await engine.send(AGENT, "I sing", sender_name="Ann", sender_id="1", spec=SHARED)
+    await engine.send(AGENT, "I hum", sender_name="Bob", sender_id="2")
+    await engine.save(AGENT, "cp")
+    await engine.send(AGENT, "I dance", sender_name="Ann", sender_id="1")
+    await engine.load(AGENT, "cp")
+    agent = await engine.agent(AGENT)
+    assert agent.people.present["1"].value == "Ann sings."
+    report = await engine.forget_person("1", ["Ann"])
+    assert report.person_blocks == 1 and report.lines == 1
+    agent = await engine.agent(AGENT)
+    assert list(agent.people.present) == ["2"] and agent.people.present["2"].value == ""
+    state = await engine.store.scalar("SELECT state FROM checkpoints WHERE agent_id=?", (AGENT,))
+    assert "Ann" not in state and json.loads(state)["people"] == [
+        {"person_id": "2", "value": ""}]
