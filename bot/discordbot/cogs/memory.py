@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction["Mnemocord"]
 MAX_ATTACHMENT_BYTES = 2_000_000
+MAX_PEOPLE_SHOWN = 20  # person blocks listed by /memory (each up to PERSON_BLOCK_LIMIT chars)
 
 
 async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True) -> None:
@@ -160,9 +161,13 @@ class MemoryCog(commands.Cog):
             value = str(block["value"])
             lines.append(f"**{block['label']}** ({len(value)}/{block['limit']} characters)")
             lines.append(quote(value))
-        for block in view.people:
+        noted = [block for block in view.people if block["value"]]
+        for block in noted[-MAX_PEOPLE_SHOWN:]:  # the latest to join; a big channel has many
             lines.append(f"**{block['label']}** ({block['name']})")
             lines.append(quote(str(block["value"])))
+        if len(noted) > MAX_PEOPLE_SHOWN:
+            lines.append(f"*{len(noted) - MAX_PEOPLE_SHOWN} more person blocks: see"
+                         " `/memory person:` or /export.*")
         if view.summary:
             lines += ["**Summary of older conversation**", quote(view.summary)]
         lines.append(f"{view.in_context} messages in context · {view.recall_count} in recall"
