@@ -228,3 +228,21 @@ async def test_checkpoints_keep_the_blocks_and_forget_me_scrubs_them(
     state = await engine.store.scalar("SELECT state FROM checkpoints WHERE agent_id=?", (AGENT,))
     assert "Ann" not in state and json.loads(state)["people"] == [
         {"person_id": "2", "value": ""}]
+
+
+@pytest.mark.settings(people_in_context=1)
+async def test_a_paged_out_block_takes_two_edits_in_one_turn(engine: Engine, llm: ScriptedLLM
+                                                             ) -> None:
+    llm.push(calls([("send_message", {"message": "hi Ann"})]),
+             calls([("core_memory_append", {"label": "person:1", "content": "Ann has a cat.",
+                                            "request_heartbeat": False}),
+                    ("core_memory_append", {"label": "person:1", "content": "The cat is Tom.",
+                                            "request_heartbeat": False}),
+                    ("send_message", {"message": "noted"})]))
+    await engine.send(AGENT, "hi", sender_name="Ann", sender_id="1", spec=SHARED)
+    await engine.send(AGENT, "Ann has a cat called Tom", sender_name="Bob", sender_id="2")
+    assert "<person:1 " not in system_of(llm.requests[-1])  # Ann was paged out for Bob
+    agent = await engine.reload(AGENT)
+    (ann,) = [b for b in await agent.people.all_blocks() if b.person_id == "1"]
+    assert ann.value == "Ann has a cat.\nThe cat is Tom."  # the second saw the first
+    assert list(agent.people.present) == ["2"]

@@ -76,6 +76,9 @@ class People:
         ordered = sorted(present or [], key=lambda b: b.paged_in)
         self.present: dict[str, PersonBlock] = {b.person_id: b for b in ordered}
         self.version = 0  # bumped when what the prompt shows of people changes
+        # Paged-out blocks read for an edit: a second edit in the same turn must see the first
+        # (not yet committed). The engine reloads People after a failed turn.
+        self._aside: dict[str, PersonBlock] = {}
 
     @classmethod
     async def load(cls, store: Store, agent_id: str, *, enabled: bool, limit: int,
@@ -121,6 +124,8 @@ class People:
         return statements
 
     async def _stored(self, person_id: str) -> PersonBlock | None:
+        if person_id in self._aside:
+            return self._aside.pop(person_id)
         row = await self.store.fetchone(
             "SELECT person_id, name, value, last_spoke, paged_in FROM person_blocks"
             " WHERE agent_id=? AND person_id=?", (self.agent_id, person_id))
@@ -142,6 +147,8 @@ class People:
         key = mention.group(1) if mention else key
         block = self.present.get(key) or (await self._stored(key) if key else None)
         if block is not None:
+            if block.person_id not in self.present:
+                self._aside[block.person_id] = block
             return block
         named = [b for b in self.present.values() if b.name.casefold() == key.casefold()]
         if len(named) == 1:
