@@ -19,6 +19,7 @@ from bot.context import ContextWindow
 from bot.llm import Completion, LLMClient, LLMError
 from bot.memory.archival import ArchivalMemory, PassagePage
 from bot.memory.core import CoreMemory
+from bot.memory.people import People
 from bot.memory.recall import RecallMemory, SearchPage
 from bot.messages import (
     INSERT_MESSAGE,
@@ -125,6 +126,7 @@ class Agent(StepLoop):
         recall_count: int,
         archival_count: int,
         options: dict[str, Any],
+        people: People | None = None,
     ) -> None:
         self.services = services
         self.id = agent_id
@@ -138,6 +140,9 @@ class Agent(StepLoop):
         self.recall_count = recall_count
         self.archival_count = archival_count
         self.options = options
+        # Per-person blocks (a shared agent's; disabled elsewhere): bot/memory/people.py.
+        self.people = people or People(services.store, agent_id, enabled=False, limit=0,
+                                       in_context=0)
         self.paused_until: datetime | None = None
         # (name, id) of the last person whose message was accepted (bot/engine.py, accept).
         self.last_speaker: tuple[str | None, str | None] | None = None
@@ -272,6 +277,8 @@ class Agent(StepLoop):
             message.position = self.services.store.allocate_position()
             self.queue.append(message)
             self.mark_updated(message)
+        if inputs:  # their speakers' blocks join the context with them
+            self._statements += await self.people.arrive(inputs, inputs[-1].position or 0)
         self._result.answered_ids = [m.id for m in inputs if m.kind == "user_message"]
         self._turn.person = bool(self._result.answered_ids)
         try:

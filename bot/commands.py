@@ -6,13 +6,14 @@ engine; each runs under the agent's lock, so it never interleaves with a turn.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.agent import EventSink, TurnResult
 from bot.forget import ForgetReport, forget_in_agent, forget_person, scrub_storage
 from bot.memory.archival import PassagePage
 from bot.memory.core import CoreMemory
+from bot.memory.people import PersonBlock
 from bot.memory.recall import SearchPage
 from bot.messages import Message, clean_text, iso, utcnow
 from bot.personas import checked_name
@@ -41,6 +42,8 @@ class MemoryView:
     archival_count: int
     in_context: int
     checkpoints: list[str]
+    # A shared agent's per-person blocks (bot/memory/people.py), in the order they joined.
+    people: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _group_start(queue: list[Message], index: int) -> int:
@@ -60,7 +63,14 @@ class CommandsMixin:
             return MemoryView(
                 agent_id, agent.name, agent.core.snapshot(), agent.summary, agent.recall_count,
                 await self.archival.count(agent_id), len(agent.queue), [r[0] for r in names],
+                [_export_person(b) for b in await agent.people.all_blocks()],
             )
+
+    async def person_block(self: Engine, agent_id: str, person_id: str) -> dict[str, Any] | None:
+        """One person's block in a shared agent (what /memory shows a member), if any."""
+        agent = await self.agent(agent_id)
+        found = [b for b in await agent.people.all_blocks() if b.person_id == person_id]
+        return _export_person(found[0]) if found else None
 
     async def pop(self: Engine, agent_id: str, count: int = 3) -> int:
         """Undo the last `count` messages (whole function-call groups); returns how many went."""
@@ -101,6 +111,8 @@ class CommandsMixin:
                 "summary": agent.summary,
                 "queue": [m.id for m in agent.queue],
                 "warning_sent": agent.warning_sent,
+                "people": [{"person_id": b.person_id, "value": b.value}
+                           for b in await agent.people.all_blocks()],
             }
             await self.store.commit([(
                 "INSERT OR REPLACE INTO checkpoints (agent_id, name, created_at, state)"
@@ -132,6 +144,12 @@ class CommandsMixin:
                 ("UPDATE messages SET in_context=1 WHERE agent_id=? AND id=?", (agent_id, i))
                 for i in ids
             ]
+            if "people" in state:  # what was known of each person then (later: nothing)
+                statements.append(("UPDATE person_blocks SET value='' WHERE agent_id=?",
+                                   (agent_id,)))
+                statements += [("UPDATE person_blocks SET value=? WHERE agent_id=? AND"
+                                " person_id=?", (str(p["value"]), agent_id, str(p["person_id"])))
+                               for p in state["people"]]
             await self.store.commit(statements)
             await self.reload(agent_id)
 
@@ -294,6 +312,7 @@ class CommandsMixin:
             return {
                 "agent": {"id": agent_id, "name": agent.name, "summary": agent.summary},
                 "core_memory": agent.core.snapshot(),
+                "people": [_export_person(b) for b in await agent.people.all_blocks()],
                 "messages": [_export_message(Message.from_row(r)) for r in rows],
                 "archival": [
                     {"id": p.id, "text": p.text, "source": p.source,
@@ -357,6 +376,11 @@ def _loads(text: str) -> dict[str, Any]:
     except json.JSONDecodeError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _export_person(block: PersonBlock) -> dict[str, Any]:
+    return {"label": block.label, "person_id": block.person_id, "name": block.name,
+            "value": block.value}
 
 
 def _export_message(message: Message) -> dict[str, Any]:

@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     default_persona: str = "sam"
     default_human: str = "basic"
     core_memory_limit: int = Field(default=2000, ge=100)
+    # Per-person core memory in a shared channel (bot/memory/people.py): each block's character
+    # limit, and how many of the most recent speakers' blocks are in context.
+    person_block_limit: int = Field(default=500, ge=50, le=10_000)
+    people_in_context: int = Field(default=8, ge=1, le=100)
     step_cap: int = Field(default=10, ge=1, le=100)
     tool_output_limit: int = Field(default=3000, ge=200)
     # Text with no function call as the reply to a person's message (bot/steps.py, _plain_answer).

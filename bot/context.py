@@ -6,8 +6,10 @@ recursive summary of evicted messages (if any), then the FIFO queue of recent me
 Providers' prompt caching (and a local server's KV cache) reuses the longest prefix a prompt
 shares with an earlier one, so what changes least comes first: tools and instructions never
 change, core memory changes on an edit (persona first: it is edited least), and the memory
-status last. The status is rendered again only when core memory or the summary changes (which
-changes the prompt there anyway) or when the agent's last call is STATUS_REFRESH old (a
+status last; in a shared agent the blocks of the people speaking (bot/memory/people.py) sit
+between core memory and the status, as they change when someone new speaks. The status is
+rendered again only when core memory, the people shown or the summary change (which changes
+the prompt there anyway) or when the agent's last call is STATUS_REFRESH old (a
 provider's cache has expired by then): neither the clock nor the counters break the prefix
 mid-conversation, and every event carries its own time. A turn without an edit then reuses its
 previous prompt whole (docs/benchmarks.md, "What a turn costs").
@@ -147,7 +149,7 @@ class ContextWindow:
         """Counts and times as of the last change of core memory or the summary, kept while
         the agent is in use (see the module docstring), so the prompt stays a prefix of the
         next one."""
-        key = (agent.core_updated_at, agent.summary)
+        key = (agent.core_updated_at, agent.summary, agent.people.version)
         cached = self._status.get(agent)
         if cached and cached.key == key and timedelta(0) <= now - cached.used < STATUS_REFRESH:
             cached.used = now
@@ -156,10 +158,12 @@ class ContextWindow:
             local_time_text(agent.core_updated_at, self.tz) if agent.core_updated_at else "never"
         )
         earlier = max(0, agent.recall_count - len(agent.queue))
+        people = agent.people.sizes()
         text = (
             f"# Memory status (as of {long_time_text(now, self.tz)}; event times are"
             f" {self.tz.key} time)\n"
-            f"Core memory last edited: {edited}; characters used/limit: {agent.core.sizes()}.\n"
+            f"Core memory last edited: {edited}; characters used/limit: {agent.core.sizes()}"
+            f"{', ' + people if people else ''}.\n"
             f"{earlier} earlier messages are in recall memory, out of your context"
             " (conversation_search, conversation_search_date).\n"
             f"{agent.archival_count} passages are in archival memory (archival_memory_search)."
@@ -176,8 +180,12 @@ class ContextWindow:
         )
 
     def system_parts(self, agent: Agent, now: datetime) -> list[str]:
-        """Stable first, volatile last (see the module docstring)."""
-        return [self.instructions, self.core_part(agent), self.memory_status(agent, now)]
+        """Stable first, volatile last (see the module docstring). The people part (a shared
+        agent's blocks of its recent speakers) changes when someone new speaks: after core
+        memory, before the status."""
+        people = agent.people.render()
+        return [self.instructions, self.core_part(agent), *([people] if people else []),
+                self.memory_status(agent, now)]
 
     def summary_message(self, agent: Agent) -> dict[str, Any] | None:
         """The summary as the first queue entry (MemGPT's layout), as quoted data: not a

@@ -35,6 +35,7 @@ from bot.embeddings import Embedder, make_embedder
 from bot.llm import LLMClient
 from bot.memory.archival import ArchivalMemory
 from bot.memory.core import Block, CoreMemory
+from bot.memory.people import People
 from bot.memory.recall import RecallMemory
 from bot.memory.recall_index import RecallIndexer, pause_dense_recall
 from bot.memory.vectors import VectorIndex
@@ -302,6 +303,7 @@ class Engine(CommandsMixin):
             Block(r["label"], r["value"], r["char_limit"], r["position"]) for r in block_rows
         ]
         queue = await self.recall.in_context(agent_id)
+        options = json.loads(row["options"] or "{}")
         self.archival.forget(agent_id)  # a load re-reads the truth
         archival_count = await self.archival.count(agent_id)
         await self._reconcile_archival(agent_id, archival_count)
@@ -316,7 +318,11 @@ class Engine(CommandsMixin):
             warning_sent=bool(row["warning_sent"]),
             recall_count=await self.recall.count(agent_id),
             archival_count=archival_count,
-            options=json.loads(row["options"] or "{}"),
+            options=options,
+            people=await People.load(
+                self.store, agent_id, enabled=bool(options.get("people")),
+                limit=self.settings.person_block_limit,
+                in_context=self.settings.people_in_context),
         )
         if row["paused_until"]:
             agent.paused_until = parse_iso(row["paused_until"])

@@ -34,6 +34,7 @@ class ForgetReport:
     agents_changed: int = 0
     messages: int = 0  # their messages and the agent messages that went with them
     lines: int = 0  # core-memory lines
+    person_blocks: int = 0  # their own per-person blocks in shared agents (bot/memory/people.py)
     sentences: int = 0  # summary sentences
     passages: int = 0
     checkpoints: int = 0  # checkpoints rewritten without the erased lines and messages
@@ -51,9 +52,10 @@ class ForgetReport:
         lines = [
             f"Done. Erased {self.agents_reset} private agent(s) of yours whole, and from"
             f" {self.agents_changed} other agent(s): {self.messages} message(s) (yours, the"
-            f" replies to them and the agent's notes naming you), {self.lines} core-memory"
-            f" line(s), {self.sentences} summary sentence(s), {self.passages} archival"
-            f" passage(s), {self.outbox} stored reply text(s), and {self.checkpoints}"
+            f" replies to them and the agent's notes naming you), {self.person_blocks} block(s)"
+            f" of notes about you, {self.lines} core-memory line(s), {self.sentences} summary"
+            f" sentence(s), {self.passages} archival passage(s), {self.outbox} stored reply"
+            f" text(s), and {self.checkpoints}"
             " checkpoint(s) rewritten without them.",
             "Not erased, because I cannot tell it is about you: replies and notes that repeat"
             " what you said without your name or id, and the summary's paraphrases (only its"
@@ -72,7 +74,7 @@ class ForgetReport:
     @property
     def changed(self) -> bool:
         return any((self.messages, self.lines, self.sentences, self.passages, self.checkpoints,
-                    self.outbox))
+                    self.outbox, self.person_blocks))
 
 
 def _like(needle: str) -> str:
@@ -92,13 +94,15 @@ async def agents_concerned(store: Store, sender_id: str, mentions: Matcher) -> l
     """Every agent the person spoke to, and every agent whose stored text may name them (a
     cheap LIKE pre-filter; each candidate is then checked exactly by the Matcher)."""
     found = {r[0] for r in await store.fetchall(
-        "SELECT DISTINCT agent_id FROM messages WHERE sender_id=?", (sender_id,))}
+        "SELECT DISTINCT agent_id FROM messages WHERE sender_id=?1"
+        " UNION SELECT agent_id FROM person_blocks WHERE person_id=?1", (sender_id,))}
     # Checkpoint states are JSON with non-ASCII characters escaped.
     needles = {v for n in (sender_id, *mentions.names) for v in (n, json.dumps(n)[1:-1])}
     for needle in sorted(needles):  # one query each: SQLite caps a compound SELECT's terms
         pattern = _like(needle)
         rows = await store.fetchall(
             "SELECT agent_id FROM core_blocks WHERE value LIKE ?1 ESCAPE '!'"
+            " UNION SELECT agent_id FROM person_blocks WHERE value LIKE ?1 ESCAPE '!'"
             " UNION SELECT agent_id FROM passages WHERE text LIKE ?1 ESCAPE '!'"
             " UNION SELECT id FROM agents WHERE summary LIKE ?1 ESCAPE '!'"
             " UNION SELECT agent_id FROM checkpoints WHERE state LIKE ?1 ESCAPE '!'"
@@ -122,9 +126,13 @@ def _delete(table: str, key: str, agent_id: str, ids: Iterable[Any]) -> list[Sta
     return statements
 
 
-def _scrub_checkpoint(state: dict[str, Any], mentions: Matcher, doomed: set[int]) -> bool:
+def _scrub_checkpoint(state: dict[str, Any], mentions: Matcher, doomed: set[int],
+                      sender_id: str) -> bool:
     changed = False
-    for block in state.get("core", []):
+    people = [p for p in state.get("people", []) if str(p.get("person_id")) != sender_id]
+    if len(people) != len(state.get("people", [])):
+        state["people"], changed = people, True
+    for block in [*state.get("core", []), *people]:
         value, removed = mentions.scrub_lines(str(block.get("value", "")))
         if removed:
             block["value"], changed = value, True
@@ -156,15 +164,27 @@ async def forget_in_agent(engine: Engine, agent_id: str, sender_id: str, person:
         for block in agent.core.blocks.values():
             block.value, removed = mentions.scrub_lines(block.value)
             report.lines += removed
+        # Their own block goes whole; other people's blocks lose the lines naming them.
+        statements: list[Statement] = []
+        for block_of in await agent.people.all_blocks():
+            if block_of.person_id == sender_id:
+                report.person_blocks += 1
+                statements.append(("DELETE FROM person_blocks WHERE agent_id=? AND person_id=?",
+                                   (agent_id, sender_id)))
+                continue
+            value, removed = mentions.scrub_lines(block_of.value)
+            if removed:
+                report.lines += removed
+                statements.append(("UPDATE person_blocks SET value=? WHERE agent_id=? AND"
+                                   " person_id=?", (value, agent_id, block_of.person_id)))
         agent.summary, report.sentences = mentions.scrub_sentences(agent.summary)
         passages = [p.id for p in await engine.archival.all_passages(agent_id)
                     if mentions(p.text)]
         report.passages = len(passages)
-        statements: list[Statement] = []
         for row in await store.fetchall(
                 "SELECT name, state FROM checkpoints WHERE agent_id=?", (agent_id,)):
             state = json.loads(row["state"])
-            if _scrub_checkpoint(state, mentions, doomed):
+            if _scrub_checkpoint(state, mentions, doomed, sender_id):
                 report.checkpoints += 1
                 statements.append(("UPDATE checkpoints SET state=? WHERE agent_id=? AND name=?",
                                    (json.dumps(state), agent_id, row["name"])))

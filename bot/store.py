@@ -240,6 +240,27 @@ MIGRATIONS.append("""
     );
 """)
 
+# 8: per-person core memory in a shared agent (bot/memory/people.py): one block per person who
+# spoke there. `last_spoke` (a context position) picks who is in context; `paged_in` (when they
+# entered it) keeps their blocks in a stable order, so a prompt cache survives their turns.
+# Shared channel agents made before this version get per-person blocks too.
+MIGRATIONS.append("""
+    CREATE TABLE person_blocks (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        person_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        value TEXT NOT NULL DEFAULT '',
+        last_spoke INTEGER NOT NULL DEFAULT 0,
+        paged_in INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT,
+        PRIMARY KEY (agent_id, person_id)
+    );
+    CREATE INDEX person_blocks_recent ON person_blocks(agent_id, last_spoke);
+    UPDATE agents SET options = json_set(CASE WHEN json_valid(options) THEN options ELSE '{}'
+        END, '$.people', json('true'))
+        WHERE id LIKE 'channel:%' AND id NOT LIKE '%:member:%';
+""")
+
 CONTEXT_ORDER = "COALESCE(position, id), id"
 
 

@@ -16,6 +16,8 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from bot.memory.core import CoreMemoryError
+from bot.memory.people import is_person_label
+from bot.messages import utcnow
 from bot.quoting import original_of
 
 if TYPE_CHECKING:
@@ -212,7 +214,26 @@ async def send_message(agent: Agent, message: str) -> str:
     return "Message sent."
 
 
+async def _person_edit(agent: Agent, label: str, edit: str, *args: str) -> str:
+    """An edit of a person's block (`person:<user id>`, bot/memory/people.py)."""
+    people = agent.people
+    try:
+        block = await people.resolve(label)
+        if edit == "replace" and args[0] not in block.value:
+            args = (original_of(args[0], block.value) or args[0], args[1])
+        statements = (people.append(block, *args) if edit == "append"
+                      else people.replace(block, *args))
+    except CoreMemoryError as error:
+        raise ToolError(str(error)) from None
+    agent.add_statements(statements)
+    agent.core_updated_at = utcnow()  # core memory changed: the status says when
+    done = "Appended to" if edit == "append" else "Replaced in"
+    return f"{done} '{block.label}' ({len(block.value)}/{people.limit} characters used)."
+
+
 async def core_memory_append(agent: Agent, label: str, content: str) -> str:
+    if is_person_label(label):
+        return await _person_edit(agent, label, "append", content)
     try:
         agent.core.append(label, content)
     except CoreMemoryError as error:
@@ -223,6 +244,8 @@ async def core_memory_append(agent: Agent, label: str, content: str) -> str:
 
 
 async def core_memory_replace(agent: Agent, label: str, old_content: str, new_content: str) -> str:
+    if is_person_label(label):
+        return await _person_edit(agent, label, "replace", old_content, new_content)
     try:
         if label in agent.core.blocks and old_content not in agent.core.blocks[label].value:
             # The model quotes what it was shown, where tag-like text was neutralised.

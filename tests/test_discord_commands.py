@@ -87,8 +87,9 @@ async def test_every_command_in_a_dm(world: World, bot: Mnemocord) -> None:
     assert not await bot.engine.exists(f"dm:{alice.id}")
 
 
+# /memory shows a member their own block instead (tests/test_discord_people.py).
 MEMORY_COMMANDS: list[tuple[str, dict[str, Any]]] = [
-    ("memory", {}), ("dump", {}), ("pop", {}), ("save", {"name": "x"}), ("load", {"name": "x"}),
+    ("dump", {}), ("pop", {}), ("save", {"name": "x"}), ("load", {"name": "x"}),
     ("search", {"where": "recall", "query": "x"}), ("persona", {"name": "ada"}),
     ("attach", {"file": ("a.txt", b"text")}), ("heartbeat", {}), ("memorywarning", {}),
     ("retry", {}), ("summarize", {}), ("export", {}), ("reset", {}),

@@ -41,8 +41,8 @@ REFUSALS = ("only members with the Manage Server permission",
 
 def expected(command: str, context: str, role: str) -> bool:
     """README.md, "Permissions": whether `role` may run `command` in `context`."""
-    if command in ("whoami", "forget-me"):
-        return True  # for everyone
+    if command in ("whoami", "forget-me", "memory"):
+        return True  # for everyone (in a shared channel /memory shows a member their own block)
     if command == "sync":
         return role in BOT_OWNERS
     if command == "channel":  # Manage Server, or a bot owner; only in servers

@@ -85,7 +85,8 @@ async def route_for(engine: Engine, channel: Any, user: discord.abc.User, bot_na
     if config.mode == "per-member":
         spec = AgentSpec(name=bot_name, persona=config.persona, human="basic")
         return Route(f"channel:{channel_id}:member:{user.id}", user.id, config, spec)
-    spec = AgentSpec(name=bot_name, persona=config.persona, human="channel")
+    spec = AgentSpec(name=bot_name, persona=config.persona, human="channel",
+                     options={"people": True})  # a block per person (bot/memory/people.py)
     return Route(f"channel:{channel_id}", None, config, spec)
 
 

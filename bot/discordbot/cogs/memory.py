@@ -16,7 +16,7 @@ from bot.agent import TurnResult
 from bot.commands import CommandError
 from bot.discordbot.cogs.chat import ChatCog
 from bot.discordbot.delivery import deliver
-from bot.discordbot.permissions import require_memory_access
+from bot.discordbot.permissions import Refused, require_memory_access, route_of
 from bot.discordbot.rendering import split_message
 from bot.discordbot.routing import Route
 from bot.messages import Message
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction["Mnemocord"]
 MAX_ATTACHMENT_BYTES = 2_000_000
+MAX_PEOPLE_SHOWN = 20  # person blocks listed by /memory (each up to PERSON_BLOCK_LIMIT chars)
 
 
 async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True) -> None:
@@ -119,15 +120,54 @@ class MemoryCog(commands.Cog):
                 shown.append(outbox_ids[index])
         await self.engine.mark_delivered(shown)
 
+    async def _own_block(self, interaction: Interaction, person: discord.User | None) -> bool:
+        """In a shared channel a member without memory access sees only their own block
+        (bot/memory/people.py); True when that was answered."""
+        try:
+            await require_memory_access(interaction)
+            return False
+        except Refused:
+            route = await route_of(interaction)
+            if route.private or (person is not None and person.id != interaction.user.id):
+                raise
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        user = interaction.user
+        block = (await self.engine.person_block(route.agent_id, str(user.id))
+                 if await self.engine.exists(route.agent_id) else None)
+        if block is None or not block["value"]:
+            await respond(interaction, "I keep no notes about you in this channel yet. (Only"
+                          " members with Manage Server can see the channel's whole memory.)")
+            return True
+        await respond(interaction, f"**What I keep about you here** (`{block['label']}`)\n"
+                      + quote(str(block["value"])) + "\nUse /forget-me to erase it.")
+        return True
+
     @app_commands.command(name="memory", description="Show core memory and memory counts.")
-    async def memory(self, interaction: Interaction) -> None:
+    @app_commands.describe(person="In a shared channel: whose notes to show (yours unless you"
+                                  " have Manage Server).")
+    async def memory(self, interaction: Interaction, person: discord.User | None = None) -> None:
+        if await self._own_block(interaction, person):
+            return
         route = await self._agent_route(interaction)
         view = await self.engine.memory(route.agent_id)
+        if person is not None:
+            found = [b for b in view.people if b["person_id"] == str(person.id)]
+            text = (f"**{found[0]['label']}** ({found[0]['name']})\n{quote(found[0]['value'])}"
+                    if found else f"I keep no block for {person.mention} here.")
+            await respond(interaction, text)
+            return
         lines = [f"**Memory of `{route.agent_id}`**"]
         for block in view.blocks:
             value = str(block["value"])
             lines.append(f"**{block['label']}** ({len(value)}/{block['limit']} characters)")
             lines.append(quote(value))
+        noted = [block for block in view.people if block["value"]]
+        for block in noted[-MAX_PEOPLE_SHOWN:]:  # the latest to join; a big channel has many
+            lines.append(f"**{block['label']}** ({block['name']})")
+            lines.append(quote(str(block["value"])))
+        if len(noted) > MAX_PEOPLE_SHOWN:
+            lines.append(f"*{len(noted) - MAX_PEOPLE_SHOWN} more person blocks: see"
+                         " `/memory person:` or /export.*")
         if view.summary:
             lines += ["**Summary of older conversation**", quote(view.summary)]
         lines.append(f"{view.in_context} messages in context · {view.recall_count} in recall"
