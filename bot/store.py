@@ -239,6 +239,9 @@ MIGRATIONS.append("""
         PRIMARY KEY (base_url, model)
     );
 """)
+# 8: a person's edit or deletion on Discord finds the stored message by its external id.
+MIGRATIONS.append(
+    "CREATE INDEX messages_by_external ON messages(external_id) WHERE external_id IS NOT NULL;")
 
 CONTEXT_ORDER = "COALESCE(position, id), id"
 

@@ -116,14 +116,15 @@ class AdminCog(commands.Cog):
                                                       " (Manage Server).")
     @app_commands.describe(
         mode="shared: one agent for the channel; per-member: a private agent for each member",
-        listen="mentions: answer when mentioned or replied to; all: answer every message",
+        listen="mentions: answer when mentioned or replied to; all: answer every message;"
+               " observe: remember every message, answer when mentioned or replied to",
         persona="Persona for new agents in this channel",
         scope="this channel/thread only, or (in a thread) its own settings apart from the parent",
     )
     async def channel(
         self, interaction: Interaction,
         mode: Literal["shared", "per-member"] | None = None,
-        listen: Literal["mentions", "all"] | None = None,
+        listen: Literal["mentions", "all", "observe"] | None = None,
         persona: str | None = None,
         scope: Literal["follow-parent", "this-thread"] = "follow-parent",
     ) -> None:
