@@ -360,6 +360,7 @@ def edit_message(
 
 
 def delete_message(state: EmulatorState, msg: Message) -> None:
+    # docs/events/gateway-events.mdx (Message Delete): only id, channel_id and guild_id.
     msg.deleted = True
     state.signal.notify()
     if msg.ephemeral:
@@ -373,6 +374,10 @@ def delete_message(state: EmulatorState, msg: Message) -> None:
 
 def dispatch_message(state: EmulatorState, event: str, msg: Message) -> None:
     data = payloads.message_payload(state, msg, with_nonce=event == "MESSAGE_CREATE")
+    if event == "MESSAGE_UPDATE":
+        # docs/events/gateway-events.mdx (Message Update): a whole message object with the
+        # extra fields of MESSAGE_CREATE; "the value for tts will always be false".
+        data["tts"] = False
     bot_id = state.bot_user.id
     # Discord withholds content from bots lacking MESSAGE_CONTENT, except in DMs, for the
     # bot's own messages, and for messages that mention the bot.

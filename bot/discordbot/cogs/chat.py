@@ -43,6 +43,9 @@ class ChatCog(commands.Cog):
         listen = route.config.listen
         if message.guild is not None and listen != "all" and not addressed_to_bot(message, me):
             if listen == "observe" and not route.private:
+                task = asyncio.current_task()
+                if task is not None:  # close() lets the write finish
+                    self.bot.track(task, "storing an observed message")
                 await self.observe(message, route)
             return
         text = await message_text(message, me.id)
