@@ -149,3 +149,19 @@ async def test_edits_and_deletions_reach_recall_and_context(
     await next_reply(world, world.general)
     seen = request_text(world.llm.requests[-1])
     assert "9876" in seen and "4321" not in seen and "marmalade" not in seen
+
+
+async def test_observe_mode_in_a_per_member_channel_stores_nothing_overheard(
+    world: World, bot: Mnemocord
+) -> None:
+    interaction = await world.emu.invoke_slash(world.carol, world.general, "channel",
+                                               {"mode": "per-member", "listen": "observe"})
+    assert "Observe mode needs mode **shared**" in (await interaction.wait_done()).content
+    await world.emu.user_sends(world.bob, world.general, "bob's aside to nobody")
+    world.llm.push(reply_with("hi Alice"))
+    await world.emu.user_sends(world.alice, world.general, f"{world.mention()} hello")
+    await next_reply(world, world.general)
+    seen = await bot.engine.store.scalar(
+        "SELECT COUNT(*) FROM messages WHERE text LIKE '%aside to nobody%'")
+    assert seen == 0
+    assert "aside to nobody" not in request_text(world.llm.requests[0])

@@ -145,9 +145,11 @@ class AdminCog(commands.Cog):
         config = ChannelConfig(mode or config.mode, listen or config.listen,
                                persona if persona is not None else config.persona)
         await save_channel_config(self.bot.engine, target, config)
+        note = (" Observe mode needs mode **shared**: per-member agents only hear their own"
+                " person." if config.listen == "observe" and config.mode == "per-member" else "")
         await interaction.response.send_message(
             f"<#{target}>: mode **{config.mode}**, answering **{config.listen}**, persona"
-            f" **{config.persona or self.bot.settings.default_persona}**.", ephemeral=True)
+            f" **{config.persona or self.bot.settings.default_persona}**.{note}", ephemeral=True)
 
     @channel.autocomplete("persona")
     async def _persona_names(self, interaction: Interaction, current: str

@@ -72,10 +72,13 @@ class ChatCog(commands.Cog):
         message, me = payload.message, self.bot.user
         if me is None or message.author.bot or message.webhook_id is not None:
             return
+        external_id = f"{payload.channel_id}:{payload.message_id}"
+        if not await self.bot.engine.recall.by_external_id(external_id):
+            return  # most edits (link previews, pins) are of messages no agent stored
         text = await message_text(message, me.id)
         if not text:
             return  # content hidden (no Message Content intent) is not an edit to empty
-        await self.bot.engine.edit_external(f"{payload.channel_id}:{payload.message_id}", text)
+        await self.bot.engine.edit_external(external_id, text)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
