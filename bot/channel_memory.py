@@ -3,6 +3,7 @@ deletions people make to messages it stored (matched by their external, e.g. Dis
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,25 @@ if TYPE_CHECKING:
     from bot.engine import AgentSpec, Engine
 
 log = logging.getLogger(__name__)
+OVERHEARD = "overheard"  # a key of the packed event: the message was not addressed to the agent
+
+
+def mark_overheard(content: str | None) -> str | None:
+    """The packed person's message with "overheard": true before its text, so the model (and
+    /retry) can tell it from the messages it was asked to answer."""
+    try:
+        event = json.loads(content or "")
+    except ValueError:
+        return content
+    if not isinstance(event, dict) or "text" not in event:
+        return content
+    text = event.pop("text")
+    event |= {OVERHEARD: True, "text": text}
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_overheard(message: Message) -> bool:
+    return message.kind == "user_message" and f'"{OVERHEARD}":true' in (message.content or "")
 
 
 class ChannelMemoryMixin:
@@ -31,6 +51,7 @@ class ChannelMemoryMixin:
             agent = await self.agent(agent_id)
             message.in_context = True
             message.position = self.store.allocate_position()
+            message.content = mark_overheard(message.content)
             agent.queue.append(message)
             run = 0  # the person messages after the agent's last own step
             while run < len(agent.queue) and agent.queue[-1 - run].kind == "user_message":
@@ -41,8 +62,8 @@ class ChannelMemoryMixin:
                 gone = {m.id for m in dropped}
                 agent.queue = [m for m in agent.queue if m.id not in gone]
             await self.store.commit([
-                ("UPDATE messages SET in_context=1, position=? WHERE agent_id=? AND id=?",
-                 (message.position, agent_id, message.id)),
+                ("UPDATE messages SET in_context=1, position=?, content=? WHERE agent_id=?"
+                 " AND id=?", (message.position, message.content, agent_id, message.id)),
                 *[("UPDATE messages SET in_context=0 WHERE agent_id=? AND id=?",
                    (agent_id, m.id)) for m in dropped],
             ])

@@ -165,3 +165,25 @@ async def test_observe_mode_in_a_per_member_channel_stores_nothing_overheard(
         "SELECT COUNT(*) FROM messages WHERE text LIKE '%aside to nobody%'")
     assert seen == 0
     assert "aside to nobody" not in request_text(world.llm.requests[0])
+
+
+async def test_retry_in_observe_mode_answers_the_question_again_and_keeps_the_channel(
+    world: World, make_settings: Any
+) -> None:
+    spec = AgentSpec(human="channel")
+    async with Engine(make_settings(discord_token="unused")) as engine:
+        world.llm.push(reply_with("Tuesday, I guess"))
+        await engine.send("channel:1", "which day is the standup?", sender_name="Alice",
+                          sender_id="1", external_id="1:1", spec=spec)
+        await engine.observe("channel:1", "lunch anyone?", sender_name="Bob", sender_id="2",
+                             external_id="1:2", spec=spec)
+        world.llm.push(reply_with("Thursday"))
+        result = await engine.retry("channel:1")
+        assert result.replies == ["Thursday"]
+        seen = request_text(world.llm.requests[-1])
+        assert "which day is the standup?" in seen and "Tuesday, I guess" not in seen
+        contents = [str(m.get("content")) for m in world.llm.requests[-1]["messages"]]
+        assert any('"overheard":true' in c and "lunch anyone?" in c for c in contents)
+        texts = [m.text for m in (await engine.agent("channel:1")).queue]
+        assert texts.index("lunch anyone?") < texts.index("which day is the standup?")
+        assert await engine.recall.count("channel:1") >= 3
