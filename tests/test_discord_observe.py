@@ -187,3 +187,19 @@ async def test_retry_in_observe_mode_answers_the_question_again_and_keeps_the_ch
         texts = [m.text for m in (await engine.agent("channel:1")).queue]
         assert texts.index("lunch anyone?") < texts.index("which day is the standup?")
         assert await engine.recall.count("channel:1") >= 3
+
+
+async def test_a_busy_observed_channel_costs_no_llm_call_and_a_bounded_context(
+    world: World, bot: Mnemocord
+) -> None:
+    await observe_general(world)
+    agent_id, sent = f"channel:{world.general.id}", 40
+    for n in range(sent):
+        await world.emu.user_sends((world.alice, world.bob)[n % 2], world.general,
+                                   f"chatter line {n}")
+    await until(bot.engine, lambda: stored(bot.engine, agent_id, f"chatter line {sent - 1}"))
+    assert len(world.llm.requests) / sent == 0  # LLM calls per observed message
+    assert await bot.engine.recall.count(agent_id) == sent
+    queue = (await bot.engine.agent(agent_id)).queue
+    cap = world.settings.observe_context_messages
+    assert [m.text for m in queue] == [f"chatter line {n}" for n in range(sent - cap, sent)]
