@@ -9,8 +9,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+
 from bot.discordbot.bot import Mnemocord
 from bot.engine import AgentSpec, Engine
+from bot.memory.recall_index import embedding_text
 from tests.discord_world import World, next_reply, reply_with
 
 
@@ -131,6 +134,12 @@ async def test_edits_and_deletions_reach_recall_and_context(
     assert not await searchable(engine, agent_id, "4321")
     best = (await engine.recall.search(agent_id, "9876")).items[0]
     assert (best.sender_name, best.text) == ("Alice", "my locker code is 9876")
+    # The message vector is the new text's: the old one went with the edit.
+    assert engine.recall_indexer is not None and await engine.recall_indexer.drain() == 0
+    blob = await engine.store.scalar(
+        "SELECT vector FROM message_vectors WHERE message_id=?", (best.id,))
+    [expected] = await engine.embedder.embed([embedding_text(best.text, "Alice")])
+    assert np.allclose(np.frombuffer(blob, dtype="<f4"), expected, atol=1e-4)
 
     await world.emu.delete_message(world.general, aside)
 
