@@ -212,3 +212,20 @@ async def test_a_busy_observed_channel_costs_no_llm_call_and_a_bounded_context(
     queue = (await bot.engine.agent(agent_id)).queue
     cap = world.settings.observe_context_messages
     assert [m.text for m in queue] == [f"chatter line {n}" for n in range(sent - cap, sent)]
+
+
+async def test_a_bulk_delete_removes_every_stored_message(world: World, bot: Mnemocord) -> None:
+    await observe_general(world)
+    engine, agent_id = bot.engine, f"channel:{world.general.id}"
+    spam = [await world.emu.user_sends(world.bob, world.general, f"buy cheap stuff {n}")
+            for n in range(3)]
+    kept = await world.emu.user_sends(world.alice, world.general, "an ordinary remark")
+    await until(engine, lambda: stored(engine, agent_id, "ordinary remark"))
+    await world.emu.bulk_delete(world.general, spam)
+
+    async def cleaned() -> bool:
+        return not await stored(engine, agent_id, "cheap stuff")
+
+    await until(engine, cleaned)
+    assert [m.text for m in (await engine.agent(agent_id)).queue] == [kept.content]
+    assert not await searchable(engine, agent_id, "cheap")
