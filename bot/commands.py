@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.agent import EventSink, TurnResult
+from bot.channel_memory import is_overheard
 from bot.forget import ForgetReport, forget_in_agent, forget_person, scrub_storage
 from bot.memory.archival import PassagePage
 from bot.memory.core import CoreMemory
@@ -174,10 +175,13 @@ class CommandsMixin:
             agent = await self.agent(agent_id)
             queue = agent.queue
             last = next((i for i in range(len(queue) - 1, -1, -1)
-                         if queue[i].kind == "user_message"), None)
+                         if queue[i].kind == "user_message" and not is_overheard(queue[i])),
+                        None)
             if last is None:
                 raise CommandError("There is no user message in context to retry.")
-            await self._delete_messages(agent_id, [m.id for m in queue[last + 1:]])
+            # Its answer goes; what the channel said meanwhile (observe mode) stays.
+            await self._delete_messages(agent_id, [m.id for m in queue[last + 1:]
+                                                   if not is_overheard(m)])
             message = queue[last]
             await self.store.commit([(
                 "UPDATE messages SET pending=1, in_context=0 WHERE id=? AND agent_id=?",

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
     tool_output_limit: int = Field(default=3000, ge=200)
     # Text with no function call as the reply to a person's message (bot/steps.py, _plain_answer).
     plain_text_replies: bool = True
+    # Observe mode: at most this many overheard messages wait in context for the next turn.
+    observe_context_messages: int = Field(default=30, ge=1)
     timezone: str = "UTC"
     context_warning_fraction: float = Field(default=0.75, gt=0, lt=1)
     context_flush_fraction: float = Field(default=0.9, gt=0, le=1)

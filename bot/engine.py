@@ -27,6 +27,7 @@ from bot.agent import (
     TurnResult,
     queue_replies,
 )
+from bot.channel_memory import ChannelMemoryMixin
 from bot.commands import CommandsMixin
 from bot.config import Settings
 from bot.context import Budget, ContextWindow
@@ -79,7 +80,7 @@ class _Slot:
     waiters: dict[int, asyncio.Future[TurnResult]] = field(default_factory=dict)
 
 
-class Engine(CommandsMixin):
+class Engine(CommandsMixin, ChannelMemoryMixin):
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None) -> None:
         self.settings = settings
         redact.protect(secret.get_secret_value() for secret in (

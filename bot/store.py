@@ -239,6 +239,9 @@ MIGRATIONS.append("""
         PRIMARY KEY (base_url, model)
     );
 """)
+# 8: a person's edit or deletion on Discord finds the stored message by its external id.
+MIGRATIONS.append(
+    "CREATE INDEX messages_by_external ON messages(external_id) WHERE external_id IS NOT NULL;")
 
 # 8: per-person core memory in a shared agent (bot/memory/people.py): one block per person who
 # spoke there. `last_spoke` (a context position) picks who is in context; `paged_in` (when they

@@ -37,6 +37,38 @@ def resolve_mentions(message: discord.Message, bot_id: int | None = None) -> str
     return _MENTION.sub(name, text).strip()
 
 
+QUOTED_CHARS = 500  # of a referenced message shown with a reply
+
+
+def describe_reference(message: discord.Message, bot_id: int) -> str | None:
+    """The message a reply answers, named like a mention: "[replying to Bob: ...]"."""
+    reference = message.reference
+    if reference is None or message.type != discord.MessageType.reply:
+        return None
+    target = reference.resolved or reference.cached_message
+    if isinstance(target, discord.DeletedReferencedMessage):
+        return "[replying to a deleted message]"
+    if not isinstance(target, discord.Message):
+        return None  # not sent along (Discord resolves only one level); not worth a fetch
+    who = "your message" if target.author.id == bot_id else target.author.display_name
+    said = resolve_mentions(target, bot_id) or describe_files(target)
+    if len(said) > QUOTED_CHARS:
+        said = said[:QUOTED_CHARS] + "…"
+    return f"[replying to {who}: {said}]"
+
+
+def describe_files(message: discord.Message) -> str:
+    return " ".join(describe_attachment(a) for a in message.attachments)
+
+
+async def message_text(message: discord.Message, bot_id: int) -> str:
+    """What the agent stores of a Discord message: the message a reply answers, the text with
+    mentions resolved, and small text files in full."""
+    parts = (describe_reference(message, bot_id), resolve_mentions(message, bot_id),
+             await read_attachments(message))
+    return "\n".join(part for part in parts if part)
+
+
 INLINE_TEXT_BYTES = 64_000
 TEXT_SUFFIXES = (".txt", ".md", ".csv", ".json", ".log", ".py", ".yaml", ".yml", ".toml")
 

@@ -19,7 +19,7 @@ import discord
 from bot.engine import AgentSpec, Engine
 
 Mode = Literal["shared", "per-member"]
-Listen = Literal["mentions", "all"]
+Listen = Literal["mentions", "all", "observe"]
 
 
 @dataclass
@@ -33,7 +33,7 @@ class ChannelConfig:
         data = data or {}
         return cls(
             mode="per-member" if data.get("mode") == "per-member" else "shared",
-            listen="all" if data.get("listen") == "all" else "mentions",
+            listen=data["listen"] if data.get("listen") in ("all", "observe") else "mentions",
             persona=data.get("persona"),
         )
 

@@ -35,7 +35,7 @@ from bot.memory.ranking import (
 )
 from bot.memory.timeline import Snapshot, TimelineCache
 from bot.messages import Message, iso
-from bot.store import CONTEXT_ORDER, Store, agent_tag
+from bot.store import CONTEXT_ORDER, Statement, Store, agent_tag
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +265,37 @@ class RecallMemory:
             (agent_id, *message_ids),
         )
         return [Message.from_row(r) for r in rows]
+
+    async def by_external_id(self, external_id: str) -> list[tuple[str, int]]:
+        """(agent, message id) of each person's message stored under an external id."""
+        rows = await self.store.fetchall(
+            "SELECT agent_id, id FROM messages WHERE external_id=? AND kind='user_message'",
+            (external_id,),
+        )
+        return [(str(r[0]), int(r[1])) for r in rows]
+
+    async def edit_statements(self, agent_id: str, message_id: int, text: str
+                              ) -> list[Statement]:
+        """The new text of a person's message, in its searchable text and its packed content
+        (the store's triggers re-index keywords and queue a new vector)."""
+        row = await self.store.fetchone(
+            "SELECT content, text FROM messages WHERE agent_id=? AND id=?", (agent_id, message_id))
+        if row is None or row[1] == text:
+            return []
+        try:
+            packed = json.loads(row[0] or "")
+        except ValueError:
+            packed = None
+        if isinstance(packed, dict) and "text" in packed:
+            packed["text"] = text
+            content = json.dumps(packed, ensure_ascii=False, separators=(",", ":"))
+        elif isinstance(packed, dict) and "message" in packed:  # the framing before issue 11
+            packed["message"] = text
+            content = json.dumps(packed, ensure_ascii=False)
+        else:
+            content = text
+        return [("UPDATE messages SET text=?, content=? WHERE agent_id=? AND id=?",
+                 (text, content, agent_id, message_id))]
 
     def render_item(self, message: Message, max_chars: int) -> str:
         when = message.created_at.astimezone(self.tz).strftime("%Y-%m-%d %I:%M %p")

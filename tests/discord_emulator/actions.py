@@ -24,6 +24,7 @@ from .invoke import (
     slash_data,
 )
 from .messaging import (
+    bulk_delete_messages,
     create_user_message,
     delete_message,
     dispatch_message,
@@ -102,6 +103,10 @@ class UserActions(EmulatorState):
         cid = channel.id if isinstance(channel, Channel) else channel
         mid = message.id if isinstance(message, Message) else message
         delete_message(self, self.message(cid, mid))
+
+    async def bulk_delete(self, channel: Channel, messages: Sequence[Message]) -> None:
+        """A moderator deletes several messages at once: one MESSAGE_DELETE_BULK."""
+        bulk_delete_messages(self, channel.id, list(messages))
 
     async def invoke_slash(
         self,

@@ -360,6 +360,7 @@ def edit_message(
 
 
 def delete_message(state: EmulatorState, msg: Message) -> None:
+    # docs/events/gateway-events.mdx (Message Delete): only id, channel_id and guild_id.
     msg.deleted = True
     state.signal.notify()
     if msg.ephemeral:
@@ -371,8 +372,28 @@ def delete_message(state: EmulatorState, msg: Message) -> None:
     state.gateway.dispatch("MESSAGE_DELETE", data, guild_id=msg.guild_id, intent=intent)
 
 
+def bulk_delete_messages(state: EmulatorState, channel_id: int, messages: list[Message]) -> None:
+    """A moderator's bulk delete (docs/resources/message.mdx, Bulk Delete Messages: 2 to 100
+    messages of one channel) as one MESSAGE_DELETE_BULK event with ids, channel_id, guild_id."""
+    if not 2 <= len(messages) <= 100 or any(m.channel_id != channel_id for m in messages):
+        raise ValueError("a bulk delete takes 2 to 100 messages of one channel")
+    for msg in messages:
+        msg.deleted = True
+    state.signal.notify()
+    guild_id = messages[0].guild_id
+    data: dict[str, Any] = {"ids": [str(m.id) for m in messages], "channel_id": str(channel_id)}
+    if guild_id:
+        data["guild_id"] = str(guild_id)
+    intent = INTENT_GUILD_MESSAGES if guild_id else INTENT_DIRECT_MESSAGES
+    state.gateway.dispatch("MESSAGE_DELETE_BULK", data, guild_id=guild_id, intent=intent)
+
+
 def dispatch_message(state: EmulatorState, event: str, msg: Message) -> None:
     data = payloads.message_payload(state, msg, with_nonce=event == "MESSAGE_CREATE")
+    if event == "MESSAGE_UPDATE":
+        # docs/events/gateway-events.mdx (Message Update): a whole message object with the
+        # extra fields of MESSAGE_CREATE; "the value for tts will always be false".
+        data["tts"] = False
     bot_id = state.bot_user.id
     # Discord withholds content from bots lacking MESSAGE_CONTENT, except in DMs, for the
     # bot's own messages, and for messages that mention the bot.

@@ -116,14 +116,15 @@ class AdminCog(commands.Cog):
                                                       " (Manage Server).")
     @app_commands.describe(
         mode="shared: one agent for the channel; per-member: a private agent for each member",
-        listen="mentions: answer when mentioned or replied to; all: answer every message",
+        listen="mentions: answer when mentioned or replied to; all: answer every message;"
+               " observe: remember every message, answer when mentioned or replied to",
         persona="Persona for new agents in this channel",
         scope="this channel/thread only, or (in a thread) its own settings apart from the parent",
     )
     async def channel(
         self, interaction: Interaction,
         mode: Literal["shared", "per-member"] | None = None,
-        listen: Literal["mentions", "all"] | None = None,
+        listen: Literal["mentions", "all", "observe"] | None = None,
         persona: str | None = None,
         scope: Literal["follow-parent", "this-thread"] = "follow-parent",
     ) -> None:
@@ -144,9 +145,11 @@ class AdminCog(commands.Cog):
         config = ChannelConfig(mode or config.mode, listen or config.listen,
                                persona if persona is not None else config.persona)
         await save_channel_config(self.bot.engine, target, config)
+        note = (" Observe mode needs mode **shared**: per-member agents only hear their own"
+                " person." if config.listen == "observe" and config.mode == "per-member" else "")
         await interaction.response.send_message(
             f"<#{target}>: mode **{config.mode}**, answering **{config.listen}**, persona"
-            f" **{config.persona or self.bot.settings.default_persona}**.", ephemeral=True)
+            f" **{config.persona or self.bot.settings.default_persona}**.{note}", ephemeral=True)
 
     @channel.autocomplete("persona")
     async def _persona_names(self, interaction: Interaction, current: str

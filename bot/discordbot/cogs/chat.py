@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from bot.agent import Outgoing
 from bot.discordbot.delivery import deliver, keep_typing
-from bot.discordbot.rendering import read_attachments, resolve_mentions
+from bot.discordbot.rendering import message_text
 from bot.discordbot.routing import Route, addressed_to_bot, route_for
 
 if TYPE_CHECKING:
@@ -40,18 +40,56 @@ class ChatCog(commands.Cog):
             return
         route = await route_for(self.bot.engine, message.channel, message.author,
                                 self.bot.bot_name)
-        if message.guild is not None and route.config.listen != "all" and not addressed_to_bot(
-            message, me
-        ):
+        listen = route.config.listen
+        if message.guild is not None and listen != "all" and not addressed_to_bot(message, me):
+            if listen == "observe" and not route.private:
+                task = asyncio.current_task()
+                if task is not None:  # close() lets the write finish
+                    self.bot.track(task, "storing an observed message")
+                await self.observe(message, route)
             return
-        text = "\n".join(part for part in (resolve_mentions(message, me.id),
-                                           await read_attachments(message)) if part)
+        text = await message_text(message, me.id)
         if not text:
             return  # e.g. only a mention, or content hidden without the Message Content intent
         task = asyncio.current_task()
         if task is not None:
             self.bot.track(task)
         await self.answer(message, route, text)
+
+    async def observe(self, message: discord.Message, route: Route) -> None:
+        """Observe mode: the message joins the agent's memory; no turn, no LLM call."""
+        me = self.bot.user
+        text = await message_text(message, me.id) if me else ""
+        if text:
+            author = message.author
+            await self.bot.engine.observe(
+                route.agent_id, text, sender_name=author.display_name, sender_id=str(author.id),
+                external_id=f"{message.channel.id}:{message.id}", spec=route.spec)
+
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Someone edited a message: what the agent stored of it (recall, context) follows."""
+        message, me = payload.message, self.bot.user
+        if me is None or message.author.bot or message.webhook_id is not None:
+            return
+        external_id = f"{payload.channel_id}:{payload.message_id}"
+        if not await self.bot.engine.recall.by_external_id(external_id):
+            return  # most edits (link previews, pins) are of messages no agent stored
+        text = await message_text(message, me.id)
+        if not text:
+            return  # content hidden (no Message Content intent) is not an edit to empty
+        await self.bot.engine.edit_external(external_id, text)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Someone deleted a message: the agent forgets it (recall and context)."""
+        await self.bot.engine.delete_external(f"{payload.channel_id}:{payload.message_id}")
+
+    @commands.Cog.listener()
+    async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent
+                                         ) -> None:
+        for message_id in payload.message_ids:
+            await self.bot.engine.delete_external(f"{payload.channel_id}:{message_id}")
 
     async def answer(self, message: discord.Message, route: Route, text: str) -> None:
         engine = self.bot.engine
