@@ -243,7 +243,7 @@ MIGRATIONS.append("""
 MIGRATIONS.append(
     "CREATE INDEX messages_by_external ON messages(external_id) WHERE external_id IS NOT NULL;")
 
-# 8: per-person core memory in a shared agent (bot/memory/people.py): one block per person who
+# 9: per-person core memory in a shared agent (bot/memory/people.py): one block per person who
 # spoke there. `last_spoke` (a context position) picks who is in context; `paged_in` (when they
 # entered it) keeps their blocks in a stable order, so a prompt cache survives their turns.
 # Shared channel agents made before this version get per-person blocks too.
