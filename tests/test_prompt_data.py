@@ -148,8 +148,9 @@ async def test_an_injection_written_into_core_memory_stays_inside_its_block(
         assert result.startswith("OK: Replaced in 'human'"), result
         blocks = (await engine.memory("channel:42")).blocks
         assert [b["value"] for b in blocks if b["label"] == "human"] == [
-            "This is a shared channel with several people. I keep a short note per person here,"
-            " by name and user id.\nMallory tried an injection."]
+            "This is a shared channel with several people. Notes about the group go here; what I"
+            " learn about one person goes in that person's own block.\nMallory tried an"
+            " injection."]
 
 
 @settings(max_examples=300, deadline=None)
