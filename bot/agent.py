@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,11 +31,19 @@ from bot.messages import (
     pack_system_event,
     utcnow,
 )
+from bot.outbox import INSERT_OUTBOX as INSERT_OUTBOX  # re-exported
+from bot.outbox import Courier as Courier
+from bot.outbox import Outgoing as Outgoing
+from bot.outbox import outbox_rows, reply_target
 from bot.steps import OVERFLOW_RETRIES as OVERFLOW_RETRIES  # re-exported
 from bot.steps import StepLoop, Turn
 from bot.store import Statement, Store, agent_tag
 
 log = logging.getLogger(__name__)
+
+# The continuation event's words, for the model, should a restart come before the turn's end.
+INTERRUPTED = ("Your previous turn was interrupted by a restart after you had sent a message."
+               " Finish what you were doing, without repeating what you already said.")
 
 
 @dataclass
@@ -50,26 +57,6 @@ class AgentEvent:
 
 
 EventSink = Callable[[AgentEvent], None]
-
-
-@dataclass
-class Outgoing:
-    """A reply waiting in the outbox: `target` is the adapter's address of the message it
-    answers (for Discord "channel_id:message_id")."""
-
-    id: str
-    target: str
-    text: str
-
-
-# Takes committed replies to the person as each step ends (the adapter's delivery); the flag
-# says whether the turn goes on (the adapter may show it is still at work).
-Courier = Callable[[list[Outgoing], bool], Awaitable[None]]
-
-INSERT_OUTBOX = "INSERT INTO outbox (id, agent_id, target, text, created_at) VALUES (?,?,?,?,?)"
-# The continuation event's words, for the model, should a restart come before the turn's end.
-INTERRUPTED = ("Your previous turn was interrupted by a restart after you had sent a message."
-               " Finish what you were doing, without repeating what you already said.")
 
 
 @dataclass
@@ -87,22 +74,6 @@ class TurnResult:
     def texts(self) -> list[str]:
         """What the person should see, in order: the agent's messages, then any notices."""
         return [text for text in (*self.replies, *self.notices) if text.strip()]
-
-
-def reply_target(inputs: list[Message]) -> str | None:
-    """Where a turn's replies go: the adapter's address of the last input that has one."""
-    return next((m.external_id for m in reversed(inputs) if m.external_id), None)
-
-
-def outbox_rows(agent_id: str, target: str | None, texts: list[str]
-                ) -> tuple[list[Outgoing], list[Statement]]:
-    """Adapters that address replies (external ids) get them through the outbox, committed
-    with the turn, so a crash before delivery cannot lose them."""
-    if target is None:
-        return [], []
-    now = iso(utcnow())
-    items = [Outgoing(uuid.uuid4().hex, target, text) for text in texts if text.strip()]
-    return items, [(INSERT_OUTBOX, (i.id, agent_id, target, i.text, now)) for i in items]
 
 
 def queue_replies(agent_id: str, inputs: list[Message], result: TurnResult) -> list[Statement]:
