@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from bot.agent import INTERRUPTED
+from bot.agent import INTERRUPTED, Outgoing
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
 from tests.bot_harness import BotProcesses, Trigger, WiredEmulator
 from tests.conftest import SPEC
 from tests.discord_world import World, next_reply, reply_with
-from tests.llm_server import ScriptedLLM, call, calls, hang
+from tests.llm_server import ScriptedLLM, call, calls, fail, hang
 
 WAIT = 30.0
 LOOK = "let me look"
@@ -200,3 +200,55 @@ async def test_a_crash_after_the_first_part_neither_repeats_nor_loses_the_turn(
         finally:
             await procs.aclose()
             await emu.stop()
+
+
+async def test_a_failing_llm_after_the_first_part_keeps_it_and_says_so(
+    engine: Engine, llm: ScriptedLLM
+) -> None:
+    handed: list[tuple[list[str], bool]] = []
+
+    async def courier(items: list[Outgoing], more: bool) -> None:
+        handed.append(([item.text for item in items], more))
+
+    llm.handler = lambda request: (look_then_search() if not handed
+                                   else fail(500, "the model fell over"))
+    result = await engine.send("dm:9", QUESTION, sender_name="Ann", external_id="10:1",
+                               spec=SPEC, courier=courier)
+    assert handed[0] == ([LOOK], True)  # out while the turn went on
+    [notice], more = handed[-1]
+    assert notice.startswith("Sorry, I couldn't think just now") and not more
+    assert len(handed) == 2
+    assert result.handed_over == {item.id for item in result.outbox}
+    assert await engine.pending_agent_ids() == []  # the continuation went with the turn
+    rows = await engine.store.fetchall("SELECT text FROM outbox ORDER BY rowid")
+    assert [row[0] for row in rows] == [LOOK, notice]
+    # The question and the first part stay in context, in their order.
+    said = [m.text for m in await engine.dump("dm:9", 10) if m.text]
+    assert said.index(QUESTION) < said.index(LOOK)
+    llm.handler = None
+
+
+async def test_an_error_at_the_last_commit_keeps_the_sent_part_in_its_place(
+    engine: Engine, llm: ScriptedLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_commit = engine.store.commit
+    failed: list[bool] = []
+
+    async def last_commit_failing(statements: Any) -> None:
+        batch = list(statements)
+        if not failed and any(sql.startswith("DELETE FROM messages") for sql, _ in batch):
+            failed.append(True)  # the turn's end, after its first part was committed
+            raise sqlite3.OperationalError("disk I/O error")
+        await real_commit(batch)
+
+    monkeypatch.setattr(engine.store, "commit", last_commit_failing)
+    llm.push(look_then_search(), reply_with(ANSWER))
+    result = await engine.send("dm:9", QUESTION, sender_name="Ann", external_id="10:1",
+                               spec=SPEC)
+    assert failed and result.notices == ["Something went wrong on my side; please try again."]
+    assert await engine.pending_agent_ids() == []
+    rows = await engine.store.fetchall("SELECT text FROM outbox ORDER BY rowid")
+    assert [row[0] for row in rows] == [LOOK, result.notices[0]]  # the part once, the notice
+    agent = await engine.agent("dm:9")
+    said = [m.text for m in agent.queue if m.text]
+    assert said == [QUESTION, LOOK]  # the question did not move after the reply to it
