@@ -5,6 +5,7 @@ the turn neither repeats the part nor leaves the turn unfinished."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sqlite3
 from contextlib import closing
@@ -12,14 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from bot.agent import INTERRUPTED, Outgoing
 from bot.discordbot.bot import Mnemocord
 from bot.engine import Engine
+from bot.terminal import TerminalChat
 from tests.bot_harness import BotProcesses, Trigger, WiredEmulator
 from tests.conftest import SPEC
 from tests.discord_world import World, next_reply, reply_with
 from tests.llm_server import ScriptedLLM, call, calls, fail, hang
+from tests.test_terminal import scripted_input
 
 WAIT = 30.0
 LOOK = "let me look"
@@ -73,29 +77,34 @@ async def test_the_first_message_reaches_discord_before_the_turn_ends(
     world.llm.handler = None
 
 
-async def test_the_terminal_sees_each_message_as_its_step_ends(
+async def test_the_terminal_shows_each_message_as_its_step_ends(
     engine: Engine, llm: ScriptedLLM
 ) -> None:
-    """The engine hands each committed part to any adapter's sink as its step ends."""
-    shown: list[str] = []
-    released = asyncio.Event()
+    """The terminal (a sink of the engine's events) shows each committed part as its step
+    ends: the first is on screen, and in the database, while the second step is asked for."""
+    out = io.StringIO()
+    checked: list[bool] = []
 
     async def model(request: dict[str, Any]) -> Any:
         if "tools" not in request:
             return reply_with("summary")
-        if not shown:
+        if not checked:
+            checked.append(False)
             return look_then_search()
-        assert shown == [LOOK]  # shown, and committed (it is in the database already)
-        assert await engine.store.scalar(
-            "SELECT COUNT(*) FROM messages WHERE text=?", (LOOK,)) == 1
-        released.set()
+        shown = out.getvalue()
+        stored = await engine.store.scalar("SELECT COUNT(*) FROM messages WHERE text=?",
+                                           (LOOK,))
+        checked.append(f"🤖 {LOOK}" in shown and ANSWER not in shown and stored == 1)
         return reply_with(ANSWER)
 
     llm.handler = model
-    result = await engine.send("cli:t", "when?", on_event=lambda e: shown.append(e.text)
-                               if e.kind == "message" else None, spec=SPEC)
-    assert released.is_set()
-    assert shown == [LOOK, ANSWER] and result.replies == [LOOK, ANSWER]
+    chat = TerminalChat(engine, "cli:sam", console=Console(file=out, width=200),
+                        read_line=scripted_input([QUESTION]), user_name="Ann")
+    await chat.start(SPEC, first=True)
+    await chat.run()
+    assert checked == [False, True]
+    shown = out.getvalue()
+    assert shown.index(LOOK) < shown.index(ANSWER)
     llm.handler = None
 
 
