@@ -23,7 +23,7 @@ from bench.common import RESULTS, Section, machine
 from bench.report import summary_table
 
 SECTIONS = ["overhead", "prompt", "prompt_cost", "concurrency", "search", "footprint", "discord",
-            "micro"]
+            "progressive", "micro"]
 _MODULES = {"discord": "through_discord"}
 
 

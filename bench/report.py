@@ -106,6 +106,11 @@ def _discord(f: dict[str, Any]) -> tuple[str, bool | None]:
     return f"p50 {_ms(f['p50'])}, p95 {_ms(f['p95'])}", None
 
 
+def _progressive(f: dict[str, Any]) -> tuple[str, bool | None]:
+    return (f"{f['progressive_first_p50_s']:.2f} s (after the whole turn:"
+            f" {f['whole_turn_first_p50_s']:.2f} s)", f["progressive_first_p50_s"] <= 1.5)
+
+
 def _client(f: dict[str, Any]) -> tuple[str, bool | None]:
     return (f"{f['post_aiohttp_200']:.2f} ms (httpx transport {f['post_httpx_200']:.2f},"
             f" chat.completions.create {f['create_200']:.2f})", None)
@@ -143,6 +148,8 @@ ROWS: list[tuple[str, str, str, Check]] = [
     ("footprint", "RSS, 10k agents stored, 500 active", "≤ 300 MB", _rss),
     ("footprint", "Start-up to ready (no Discord)", "≤ 2 s", _startup),
     ("discord", "MESSAGE_CREATE → reply posted (emulator)", "report", _discord),
+    ("progressive", "First message of a 3-step turn, 1 s LLM", "≈ 1 s (was ≈ 2 s)",
+     _progressive),
     ("micro", "LLM request, client CPU per call (200 messages)", "report", _client),
     ("micro", "Chroma write: event loop stopped for", "report", _stall),
     ("micro", "A plain turn's commit, CPU", "report", _commit),

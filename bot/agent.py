@@ -1,15 +1,17 @@
 """One agent and its turns: LLM steps, tool calls, heartbeats, the step cap, committing writes.
 
 A turn's writes (new messages, core memory, summary, archival passages, token usage) are buffered
-and committed in one transaction at the end of the turn. Replies are handed to the adapter only
-after that commit, so a crash can never show a reply whose turn is then replayed.
+and committed in one transaction. A step that said something and leads to another step commits
+the turn so far with its replies (progressive delivery); the rest is committed at the end.
+Replies are handed to the adapter only after the commit that holds them, so a crash can never
+show a reply whose turn is then replayed; a pending continuation event, committed with a
+mid-turn reply, makes a restart finish the turn (bot/engine.py, the pending inputs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,11 +32,19 @@ from bot.messages import (
     pack_system_event,
     utcnow,
 )
+from bot.outbox import INSERT_OUTBOX as INSERT_OUTBOX  # re-exported
+from bot.outbox import Courier as Courier
+from bot.outbox import Outgoing as Outgoing
+from bot.outbox import outbox_rows, reply_target
 from bot.steps import OVERFLOW_RETRIES as OVERFLOW_RETRIES  # re-exported
 from bot.steps import StepLoop, Turn
 from bot.store import Statement, Store, agent_tag
 
 log = logging.getLogger(__name__)
+
+# The continuation event's words, for the model, should a restart come before the turn's end.
+INTERRUPTED = ("Your previous turn was interrupted by a restart after you had sent a message."
+               " Finish what you were doing, without repeating what you already said.")
 
 
 @dataclass
@@ -51,19 +61,6 @@ EventSink = Callable[[AgentEvent], None]
 
 
 @dataclass
-class Outgoing:
-    """A reply waiting in the outbox: `target` is the adapter's address of the message it
-    answers (for Discord "channel_id:message_id")."""
-
-    id: str
-    target: str
-    text: str
-
-
-INSERT_OUTBOX = "INSERT INTO outbox (id, agent_id, target, text, created_at) VALUES (?,?,?,?,?)"
-
-
-@dataclass
 class TurnResult:
     replies: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -72,6 +69,7 @@ class TurnResult:
     llm_seconds: float = 0.0
     answered_ids: list[int] = field(default_factory=list)
     outbox: list[Outgoing] = field(default_factory=list)
+    handed_over: set[str] = field(default_factory=set)  # outbox ids a courier already took
 
     @property
     def texts(self) -> list[str]:
@@ -80,18 +78,9 @@ class TurnResult:
 
 
 def queue_replies(agent_id: str, inputs: list[Message], result: TurnResult) -> list[Statement]:
-    """Adapters that address replies (external ids) get them through the outbox, committed
-    with the turn, so a crash before delivery cannot lose them. Returns the statements to
-    commit and adds the items to result.outbox."""
-    target = next((m.external_id for m in reversed(inputs) if m.external_id), None)
-    if target is None:
-        return []
-    now = iso(utcnow())
-    statements: list[Statement] = []
-    for text in result.texts:
-        outgoing = Outgoing(uuid.uuid4().hex, target, text)
-        result.outbox.append(outgoing)
-        statements.append((INSERT_OUTBOX, (outgoing.id, agent_id, target, text, now)))
+    """The outbox rows of all of result.texts (adds the items to result.outbox)."""
+    items, statements = outbox_rows(agent_id, reply_target(inputs), result.texts)
+    result.outbox.extend(items)
     return statements
 
 
@@ -157,6 +146,10 @@ class Agent(StepLoop):
         self._result = TurnResult()
         self._turn = Turn()
         self._sink: EventSink | None = None
+        self._courier: Courier | None = None
+        self._target: str | None = None
+        self._unsent: list[str] = []  # replies said but not yet committed
+        self.continuation: Message | None = None  # committed with the first mid-turn reply
 
     def _clear_writes(self) -> None:
         self._new: list[Message] = []
@@ -193,8 +186,9 @@ class Agent(StepLoop):
         self.core_updated_at = utcnow()
 
     def deliver(self, text: str) -> None:
+        """A reply: shown and handed to the adapter once the commit that holds it is done."""
         self._result.replies.append(text)
-        self._emit("message", text)
+        self._unsent.append(text)
 
     def notice(self, text: str) -> None:
         self._result.notices.append(text)
@@ -266,10 +260,15 @@ class Agent(StepLoop):
 
     # --- a turn ---------------------------------------------------------------------------------
 
-    async def run_turn(self, inputs: list[Message], sink: EventSink | None = None) -> TurnResult:
-        """Process input events (already stored as pending) through LLM steps until done."""
+    async def run_turn(self, inputs: list[Message], sink: EventSink | None = None,
+                       courier: Courier | None = None) -> TurnResult:
+        """Process input events (already stored as pending) through LLM steps until done.
+        Replies reach the sink (as "message" events) and the courier as their step's commit
+        ends; result.outbox lists them all, result.handed_over those the courier took."""
         self._reset_turn()
         self._sink = sink
+        self._courier = courier
+        self._target = reply_target(inputs)
         for message in inputs:
             message.in_context = True
             message.pending = False
@@ -287,13 +286,57 @@ class Agent(StepLoop):
             log.warning("turn of %s stopped: %s", self.id, error)
             self.notice(f"Sorry, I couldn't think just now: {error} Your message is saved.")
         result = self._result
-        self._queue_for_delivery(inputs, result)
+        said = self._unsent
+        items = self._queue_outbox([*said, *result.notices])
+        if self.continuation is not None:  # the turn ends here: nothing left to resume
+            self._statements.append(("DELETE FROM messages WHERE id=? AND agent_id=? AND"
+                                     " pending=1", (self.continuation.id, self.id)))
         await self.commit()
+        await self._hand_over(said, items, more=False)
         self._reset_turn()
         return result
 
-    def _queue_for_delivery(self, inputs: list[Message], result: TurnResult) -> None:
-        self._statements.extend(queue_replies(self.id, inputs, result))
+    async def publish(self) -> None:
+        """Mid-turn: commit the turn so far with the replies said in it, then hand them over,
+        so the person sees each reply as its step ends. The first time, a pending event is
+        committed with it: should the process die before the turn's end, the restart runs a
+        turn for it (the pending inputs) that finishes the work, and the sent part, already in
+        the context and the outbox, is neither lost nor said again."""
+        if self.continuation is None:
+            event = self.new_message(
+                "user", "heartbeat", pack_system_event("heartbeat", INTERRUPTED, self.now_text()),
+                external_id=self._target,
+            )
+            event.in_context = False
+            event.pending = True
+            self.continuation = event
+            self._statements.append((INSERT_MESSAGE, event.row(self.tag)))
+        said = self._unsent
+        items = self._queue_outbox(said)
+        await self.commit()
+        await self._hand_over(said, items, more=True)
+
+    def _queue_outbox(self, texts: list[str]) -> list[Outgoing]:
+        items, statements = outbox_rows(self.id, self._target, texts)
+        self._result.outbox.extend(items)
+        self._statements.extend(statements)
+        return items
+
+    async def _hand_over(self, said: list[str], items: list[Outgoing], *, more: bool) -> None:
+        """Committed replies to the adapter. A courier failing leaves them in the outbox (the
+        adapter's own after-turn or start-up delivery takes them), never fails the turn."""
+        self._unsent = []
+        for text in said:
+            self._emit("message", text)
+        if not items or self._courier is None:
+            return
+        try:
+            await self._courier(items, more)
+        except Exception:
+            log.exception("could not hand the replies of %s over; they stay in the outbox",
+                          self.id)
+        else:
+            self._result.handed_over.update(item.id for item in items)
 
     def now_text(self) -> str:
         return local_time_text(utcnow(), self.services.context.tz)

@@ -21,6 +21,7 @@ from bot import personas, redact
 from bot.agent import (
     Agent,
     AgentEvent,
+    Courier,
     EventSink,
     Outgoing,
     Services,
@@ -409,16 +410,20 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         spec: AgentSpec | None = None,
         on_event: EventSink | None = None,
         kind: str = "user_message",
+        courier: Courier | None = None,
     ) -> TurnResult:
         """Send a message (or system event) to an agent and wait for the turn that answers it."""
         message = await self.accept(
             agent_id, text, sender_name=sender_name, sender_id=sender_id,
             external_id=external_id, spec=spec, kind=kind,
         )
-        return await self.answer(message, on_event)
+        return await self.answer(message, on_event, courier)
 
-    async def answer(self, message: Message, on_event: EventSink | None = None) -> TurnResult:
-        """Wait for the turn that answers an accepted message (running it if it is our turn)."""
+    async def answer(self, message: Message, on_event: EventSink | None = None,
+                     courier: Courier | None = None) -> TurnResult:
+        """Wait for the turn that answers an accepted message (running it if it is our turn).
+        The courier takes each committed reply as its step ends, whoever's message it answers
+        (a turn answers every message that waited; its replies go to the last one's address)."""
         agent_id = message.agent_id
         slot = self.slot(agent_id)
         future: asyncio.Future[TurnResult] = asyncio.get_running_loop().create_future()
@@ -426,7 +431,7 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         try:
             async with slot.lock:
                 if not future.done():
-                    await self._run_pending(agent_id, on_event)
+                    await self._run_pending(agent_id, on_event, courier)
                 if not future.done():
                     # Not pending any more yet unanswered: erased (/forget-me) before its turn.
                     future.set_result(TurnResult())
@@ -434,15 +439,17 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         finally:
             slot.waiters.pop(message.id, None)
 
-    async def _run_pending(self, agent_id: str, on_event: EventSink | None) -> TurnResult:
+    async def _run_pending(self, agent_id: str, on_event: EventSink | None,
+                           courier: Courier | None = None) -> TurnResult:
         """Answer every pending event of the agent in one turn (call with the slot lock held)."""
         agent = await self.agent(agent_id)
         inputs = await self.recall.pending(agent_id)
         if not inputs:
             return TurnResult()
         try:
-            result = await agent.run_turn(inputs, on_event)
+            result = await agent.run_turn(inputs, on_event, courier)
         except BaseException as error:
+            continuation = agent.continuation
             await agent.abandon()
             await self.reload(agent_id)
             if not isinstance(error, Exception):
@@ -455,7 +462,12 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
                 m.id for m in inputs if m.kind == "user_message"])
             if on_event is not None:
                 on_event(AgentEvent("notice", notice))
-            await self._settle(agent_id, inputs, queue_replies(agent_id, inputs, result))
+            replies = queue_replies(agent_id, inputs, result)
+            if continuation is not None:  # what was committed of the turn stays; it is over
+                replies.append(("DELETE FROM messages WHERE id=? AND agent_id=? AND pending=1",
+                                (continuation.id, agent_id)))
+            await self._settle(agent_id, inputs, replies)
+            await self._hand_over(agent_id, result, courier)
         slot = self.slot(agent_id)
         for message in inputs:
             waiter = slot.waiters.get(message.id)
@@ -468,11 +480,25 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         """After a failed turn, keep its inputs in context but stop retrying them; the notice
         for the person is committed with that."""
         joined = [(  # they join the context now, like the inputs of a turn that worked
-            "UPDATE messages SET pending=0, in_context=1, position=? WHERE agent_id=? AND id=?",
+            # (unless a mid-turn reply committed them already: they keep their place)
+            "UPDATE messages SET pending=0, in_context=1, position=? WHERE agent_id=? AND id=?"
+            " AND pending=1",
             (self.store.allocate_position(), agent_id, m.id),
         ) for m in inputs]
         await self.store.commit([*joined, *replies])
         await self.reload(agent_id)
+
+    @staticmethod
+    async def _hand_over(agent_id: str, result: TurnResult, courier: Courier | None) -> None:
+        if courier is None or not result.outbox:
+            return
+        try:
+            await courier(result.outbox, False)
+        except Exception:
+            log.exception("could not hand the notice of %s over; it stays in the outbox",
+                          agent_id)
+        else:
+            result.handed_over.update(item.id for item in result.outbox)
 
     async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None
                     ) -> TurnResult:
@@ -519,7 +545,9 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         )
         return [row[0] for row in rows]
 
-    async def resume(self, agent_id: str, on_event: EventSink | None = None) -> TurnResult:
-        """Answer messages accepted before a crash or restart."""
+    async def resume(self, agent_id: str, on_event: EventSink | None = None,
+                     courier: Courier | None = None) -> TurnResult:
+        """Answer messages accepted before a crash or restart (and finish a turn a restart
+        cut short after a reply: its continuation event is pending)."""
         async with self.slot(agent_id).lock:
-            return await self._run_pending(agent_id, on_event)
+            return await self._run_pending(agent_id, on_event, courier)

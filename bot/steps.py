@@ -80,12 +80,17 @@ class StepLoop:
 
     services: Services
     _turn: Turn
+    _unsent: list[str]
+
+    async def publish(self) -> None: ...  # bot.agent.Agent: commit and hand over the replies
 
     async def _steps(self) -> None:
         cap = self.services.step_cap
         for step in range(1, cap + 1):
             self._result.steps = step
             if await self._step():
+                if self._unsent:  # said something, more to do: the person sees it now
+                    await self.publish()
                 continue
             turn = self._turn
             if turn.person and not self._result.replies:

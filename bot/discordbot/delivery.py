@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import aiohttp
@@ -25,33 +25,83 @@ CANNOT_REPLY_WITHOUT_HISTORY = 160002
 _winding_down: set[asyncio.Task[None]] = set()
 
 
-@contextlib.asynccontextmanager
-async def keep_typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
-    """Show the typing indicator until the block ends; a failing trigger never ends the turn.
+class _TypingLoop:
+    """Triggers "typing…" every TYPING_EVERY seconds until stopped, at once when poked.
 
-    The loop is stopped, never cancelled: a trigger that met a global 429 is sleeping inside
-    discord.py with the client's global rate-limit lock taken, and a cancel there skips the
-    release, so every later request of the bot would wait forever (Rapptz/discord.py
-    discord/http.py, HTTPClient.request: _global_over.clear() ... sleep ... set())."""
-    stop = asyncio.Event()
+    Stopped, never cancelled: a trigger that met a global 429 is sleeping inside discord.py
+    with the client's global rate-limit lock taken, and a cancel there skips the release, so
+    every later request of the bot would wait forever (Rapptz/discord.py discord/http.py,
+    HTTPClient.request: _global_over.clear() ... sleep ... set())."""
 
-    async def loop() -> None:
-        while not stop.is_set():
+    def __init__(self, channel: discord.abc.Messageable) -> None:
+        self.channel = channel
+        self.holders: set[int] = set()  # the messages waiting for an answer here
+        self._stop = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop:
             try:
-                await channel.typing()
+                await self.channel.typing()
             except discord.HTTPException as error:
                 log.debug("typing indicator failed: %s", error)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), TYPING_EVERY)
+                await asyncio.wait_for(self._wake.wait(), TYPING_EVERY)
+            self._wake.clear()
 
-    task = asyncio.create_task(loop())
+    def poke(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if not self._task.done():
+            _winding_down.add(self._task)  # ends by itself once its last trigger returns
+            self._task.add_done_callback(_wound_down)
+
+
+@contextlib.asynccontextmanager
+async def keep_typing(channel: discord.abc.Messageable) -> AsyncIterator[None]:
+    """Show the typing indicator until the block ends; a failing trigger never ends the turn."""
+    loop = _TypingLoop(channel)
     try:
         yield
     finally:
-        stop.set()
-        if not task.done():
-            _winding_down.add(task)  # ends by itself once its last trigger returns
-            task.add_done_callback(_wound_down)
+        loop.stop()
+
+
+class ChannelTyping:
+    """One typing loop per channel, however many messages wait for an answer there: the
+    first waiter starts it, the last one to leave stops it. Discord hides a bot's "typing…"
+    when its message arrives, so a reply sent while others still wait triggers it again."""
+
+    def __init__(self) -> None:
+        self._loops: dict[int, _TypingLoop] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, channel: discord.abc.Messageable, waiter: int) -> AsyncIterator[None]:
+        """Typing while the message `waiter` (its engine id) waits for an answer."""
+        key = getattr(channel, "id", 0)
+        loop = self._loops.get(key)
+        if loop is None:
+            loop = self._loops[key] = _TypingLoop(channel)
+        loop.holders.add(waiter)
+        try:
+            yield
+        finally:
+            loop.holders.discard(waiter)
+            if not loop.holders:
+                self._loops.pop(key, None)
+                loop.stop()
+
+    def replied(self, channel_id: int, *, more: bool = False,
+                answered: Iterable[int] = ()) -> None:
+        """A reply went out in the channel: show typing again if the bot is still busy there
+        (the turn goes on, or messages it did not answer still wait)."""
+        loop = self._loops.get(channel_id)
+        if loop is not None and (more or loop.holders - set(answered)):
+            loop.poke()
 
 
 def _wound_down(task: asyncio.Task[None]) -> None:

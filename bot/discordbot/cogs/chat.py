@@ -10,7 +10,7 @@ import discord
 from discord.ext import commands
 
 from bot.agent import Outgoing
-from bot.discordbot.delivery import deliver, keep_typing
+from bot.discordbot.delivery import ChannelTyping, deliver
 from bot.discordbot.rendering import message_text
 from bot.discordbot.routing import Route, addressed_to_bot, route_for
 
@@ -30,6 +30,11 @@ class ChatCog(commands.Cog):
         # they go out before the channel's next reply (and, after a restart, at startup).
         self._failed: dict[int, list[Outgoing]] = {}
         self.caught_up = asyncio.Event()  # set once the replies left from the last run went out
+        self.typing = ChannelTyping()
+        # The messages whose handlers wait for their turn, by the agent's address of them: the
+        # courier replies to them (with the author pinged) whichever handler runs the turn.
+        self._asking: dict[str, discord.Message] = {}
+        self._linked: set[str] = set()  # of those, the ones that got their reply link
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
@@ -94,20 +99,48 @@ class ChatCog(commands.Cog):
     async def answer(self, message: discord.Message, route: Route, text: str) -> None:
         engine = self.bot.engine
         author = message.author
+        address = f"{message.channel.id}:{message.id}"
         accepted = await engine.accept(
             route.agent_id, text, sender_name=author.display_name, sender_id=str(author.id),
-            external_id=f"{message.channel.id}:{message.id}", spec=route.spec,
+            external_id=address, spec=route.spec,
         )
-        async with keep_typing(message.channel):
-            result = await engine.answer(accepted)
+        self._asking[address] = message
+        try:
+            async with self.typing.hold(message.channel, accepted.id):
+                result = await engine.answer(accepted, courier=self.courier)
+                if result.outbox:  # messages this turn did not answer are next
+                    self.typing.replied(message.channel.id, answered=result.answered_ids)
+        finally:
+            self._asking.pop(address, None)
+            self._linked.discard(address)
         if not result.answered_ids or result.answered_ids[-1] != accepted.id:
             # Answered together with later messages (the last one's handler replies), or
             # erased by /forget-me before its turn came (nothing to reply).
             return
-        for item in self._failed.pop(message.channel.id, []):
-            await self.deliver_outbox([item])  # located again: a reply to its own message
-        await self.deliver_outbox(result.outbox, channel=message.channel, reply_to=message,
-                                  ping=[author.id])
+        left = [item for item in result.outbox if item.id not in result.handed_over]
+        if left:  # a turn run without our courier (a slash command's), or a courier failure
+            for item in self._failed.pop(message.channel.id, []):
+                await self.deliver_outbox([item])
+            await self.deliver_outbox(left, channel=message.channel, reply_to=message,
+                                      ping=[author.id])
+
+    async def courier(self, items: list[Outgoing], more: bool) -> None:
+        """Deliver a step's committed replies as soon as it ends (bot.agent.Courier): the
+        turn's first reply is a reply to the message it answers, the rest plain messages."""
+        for item in items:
+            asking = self._asking.get(item.target)
+            if asking is None:  # e.g. finishing a turn after a restart: located, a reply
+                await self.deliver_outbox([item])
+                continue
+            channel = asking.channel
+            for failed in self._failed.pop(channel.id, []):
+                await self.deliver_outbox([failed])  # located again: a reply to its own message
+            first = item.target not in self._linked
+            self._linked.add(item.target)
+            await self.deliver_outbox([item], channel=channel,
+                                      reply_to=asking if first else None, ping=[asking.author.id])
+            if more:
+                self.typing.replied(channel.id, more=True)
 
     async def deliver_outbox(
         self,
@@ -164,5 +197,6 @@ class ChatCog(commands.Cog):
                            f"answering what {agent_id} was sent before the restart")
 
     async def resume(self, agent_id: str) -> None:
-        result = await self.bot.engine.resume(agent_id)
-        await self.deliver_outbox(result.outbox)
+        result = await self.bot.engine.resume(agent_id, courier=self.courier)
+        await self.deliver_outbox([item for item in result.outbox
+                                   if item.id not in result.handed_over])
