@@ -16,7 +16,7 @@ from bot.agent import TurnResult
 from bot.commands import CommandError
 from bot.discordbot.cogs.chat import ChatCog
 from bot.discordbot.delivery import deliver
-from bot.discordbot.permissions import require_memory_access
+from bot.discordbot.permissions import can_manage_server, require_memory_access
 from bot.discordbot.rendering import split_message
 from bot.discordbot.routing import Route
 from bot.messages import Message
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 Interaction = discord.Interaction["Mnemocord"]
 MAX_ATTACHMENT_BYTES = 2_000_000
+AUTOCOMPLETE_SECONDS = 2.0  # of Discord's 3, leaving room for the answer's trip
 
 
 async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True) -> None:
@@ -81,8 +82,13 @@ class MemoryCog(commands.Cog):
         task = asyncio.current_task()
         if task is not None:
             self.bot.track(task)  # a shutdown lets the command finish (and mark what it showed)
+        # Acknowledge before any database or REST work (Discord's 3-second deadline). Where the
+        # caller may not be allowed (only the database knows), defer privately so a refusal
+        # stays private.
+        public = not private and (interaction.guild is None or can_manage_server(interaction)
+                                  or interaction.user.id in self.bot.settings.discord_owner_ids)
+        await interaction.response.defer(ephemeral=not public, thinking=True)
         route = await require_memory_access(interaction)
-        await interaction.response.defer(ephemeral=private, thinking=True)
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
 
@@ -200,11 +206,14 @@ class MemoryCog(commands.Cog):
     @load.autocomplete("name")
     async def _checkpoint_names(self, interaction: Interaction, current: str
                                 ) -> list[app_commands.Choice[str]]:
+        # An autocomplete cannot be deferred: its answer is the acknowledgement, so the reads
+        # are bounded to answer (maybe with nothing) inside Discord's 3 seconds.
         try:
-            route = await require_memory_access(interaction)
-        except app_commands.CheckFailure:
+            async with asyncio.timeout(AUTOCOMPLETE_SECONDS):
+                route = await require_memory_access(interaction)
+                names = await self.engine.checkpoints(route.agent_id)
+        except (app_commands.CheckFailure, TimeoutError):
             return []
-        names = await self.engine.checkpoints(route.agent_id)
         return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
 
     @app_commands.command(name="summarize", description="Fold older messages into the summary.")
