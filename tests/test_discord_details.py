@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bot.discordbot.bot import Mnemocord
-from bot.discordbot.cogs import admin
+from bot.discordbot.cogs import admin, memory
 from bot.discordbot.delivery import deliver
 from bot.engine import Engine
 from tests.discord_emulator import run_client
@@ -173,3 +173,31 @@ async def test_channel_and_sync_are_hidden_from_members_who_cannot_use_them(
         await world.emu.invoke_slash(world.bob, world.general, "channel", {"listen": "all"})
     shown = await slash(world, world.carol, world.general, "channel", {"listen": "mentions"})
     assert "answering **mentions**" in shown.content
+
+
+async def test_load_suggestions_answer_in_time_when_the_database_is_slow(
+        world: World, bot: Mnemocord, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An autocomplete cannot be deferred (its answer is the acknowledgement): its reads are
+    # bounded, so a slow database gives no suggestions instead of an expired interaction.
+    emu, alice = world.emu, world.alice
+    dm = emu.dm_channel(alice)
+    await slash(world, alice, dm, "save", {"name": "cp1"})
+    suggest = await emu.invoke_autocomplete(alice, dm, "load", "name", "cp")
+    assert [c["value"] for c in (await suggest.wait_done()).choices or []] == ["cp1"]
+
+    store = bot.engine.store
+    real = store._run
+    gate = asyncio.Event()
+
+    async def slow(function: Any, *args: Any) -> Any:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "CommandTree-invoker":
+            await gate.wait()  # the database does not answer while the suggestion is due
+        return await real(function, *args)
+
+    monkeypatch.setattr(store, "_run", slow)
+    monkeypatch.setattr(memory, "AUTOCOMPLETE_SECONDS", 0.05)
+    suggest = await emu.invoke_autocomplete(alice, dm, "load", "name", "cp")
+    answered = await suggest.wait_done()
+    gate.set()
+    assert not answered.expired and answered.choices == []
