@@ -120,8 +120,20 @@ async def test_every_command_acknowledges_before_any_database_work(world: World,
 
 
 async def test_export_past_the_upload_limit_is_compressed_or_refused_clearly(
-        world: World, bot: Mnemocord) -> None:
+        world: World, bot: Mnemocord, monkeypatch: pytest.MonkeyPatch) -> None:
     emu, alice = world.emu, world.alice
+    on_loop: list[bool] = []
+
+    def packing(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no loop runs in this thread
+            on_loop.append(False)
+        return pack(*args)
+
+    pack = admin.pack_export
+    monkeypatch.setattr(admin, "pack_export", packing)
     dm = emu.dm_channel(alice)
     world.llm.push(reply_with("Noted. " * 200))
     await emu.user_sends_dm(alice, "remember this " * 200)
@@ -137,6 +149,7 @@ async def test_export_past_the_upload_limit_is_compressed_or_refused_clearly(
     emu.upload_limit = 100
     refused = await slash(world, alice, dm, "export")
     assert not refused.files and "upload limit" in refused.content and refused.ephemeral
+    assert on_loop == [False, False, False]  # the JSON is built off the event loop
 
 
 async def test_a_prompt_disables_itself_on_timeout_and_a_late_click_is_answered(

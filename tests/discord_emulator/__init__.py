@@ -19,7 +19,7 @@ Everything waits on emulator state changes (no polling sleeps).
 
 Where things live:
   state.py    setup (create_user/guild/role/text_channel/thread, add_member, dm_channel,
-              set_permissions, deny_bot) and reads (messages_in, bot_messages,
+              set_permissions, deny_bot, open_command) and reads (messages_in, bot_messages,
               typing_count, registered_commands, command_syncs, requests, typings)
   actions.py  user_sends[_dm], user_edits, user_types, delete_message, invoke_slash,
               invoke_context_menu, invoke_autocomplete, click_button, select_option,
