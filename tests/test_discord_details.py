@@ -177,6 +177,14 @@ async def test_a_prompt_disables_itself_on_timeout_and_a_late_click_is_answered(
     assert late.ephemeral and late.content == admin.EXPIRED
     assert await bot.engine.exists(f"dm:{alice.id}")
 
+    # A click on a live prompt is answered by its view alone (the late-click listener stays out).
+    monkeypatch.setattr(admin, "CONFIRM_SECONDS", 60.0)
+    prompt = await slash(world, alice, dm, "reset")
+    click = await emu.click_button(alice, prompt, "cancel")
+    await emu.wait_for(lambda: prompt.message.content.startswith("Cancelled") or None)
+    await slash(world, alice, dm, "whoami")  # one more round trip: any second answer is in
+    assert click.errors == [] and click.response_type == 7  # UPDATE_MESSAGE, once
+
 
 async def test_channel_and_sync_are_hidden_from_members_who_cannot_use_them(
         world: World, bot: Mnemocord) -> None:
