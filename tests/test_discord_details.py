@@ -116,6 +116,7 @@ async def test_every_command_acknowledges_before_any_database_work(world: World,
         first = emu.requests[mark]
         assert first.method == "POST" and first.path.endswith(f"/{inter.token}/callback"), (
             f"/{name}: the first request was {first.method} {first.path}")
+        assert inter.before_ack == [], f"/{name}"
     assert early == []
 
 
