@@ -33,7 +33,9 @@ Where things live:
 Rules with their discord-api-docs sources: messaging.py, components.py, command_rules.py,
 permissions.py, rest_interactions.py, ratelimit.py.
 Knobs: interaction_deadline, interaction_token_ttl, nonce_window, upload_limit,
-recommended_shards, privileged_intents_enabled. Message.pings says who a bot message really
+recommended_shards, privileged_intents_enabled. EmuInteraction.before_ack lists the REST requests
+the bot made before acknowledging it; open_command(guild, name) is an admin's override of a
+command's default_member_permissions. Message.pings says who a bot message really
 notifies.
 """
 
