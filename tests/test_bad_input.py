@@ -155,6 +155,8 @@ class World:
             self.user = self.emu.create_user("fuzzer", global_name="Fuzzer")
             self.emu.add_member(guild, self.user)
             self.channel = self.emu.create_text_channel(guild, "fuzz")
+            # /channel is hidden from members by default; open it so its options get fuzzed.
+            self.emu.open_command(guild, "channel")
             self.dm = self.emu.dm_channel(self.user)
             self._client_cm = run_client(self.emu, Mnemocord(self.engine, self.settings))
             self.client = await self._client_cm.__aenter__()

@@ -28,6 +28,7 @@ async def test_startup_syncs_once_and_owner_can_force(world: World) -> None:
             pass  # unchanged commands: no second sync on restart
         assert len(world.emu.command_syncs) == 1
         async with run_client(world.emu, Mnemocord(engine, world.settings)):
+            world.emu.open_command(world.guild, "sync")  # hidden from members unless opened
             refused = await (await world.emu.invoke_slash(world.alice, world.general, "sync")
                              ).wait_done()
             assert refused.ephemeral and "owner" in refused.content
@@ -101,6 +102,7 @@ async def test_shared_channel_keeps_speakers_apart(world: World, bot: Mnemocord)
 
 
 async def test_per_member_mode_isolates_members(world: World, bot: Mnemocord) -> None:
+    world.emu.open_command(world.guild, "channel")  # past the client's hiding: the bot refuses
     refused = await (await world.emu.invoke_slash(
         world.alice, world.general, "channel", {"mode": "per-member"})).wait_done()
     assert refused.ephemeral and "Manage Server" in refused.content

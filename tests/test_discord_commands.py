@@ -114,6 +114,9 @@ async def test_shared_channel_memory_needs_manage_server(
 
 
 async def test_channel_settings_and_listen_all(world: World, bot: Mnemocord) -> None:
+    with pytest.raises(PermissionError):  # default_member_permissions: hidden from bob
+        await world.emu.invoke_slash(world.bob, world.general, "channel", {"listen": "all"})
+    world.emu.open_command(world.guild, "channel")  # an admin opens it: the bot still checks
     refused = await slash(world, world.bob, world.general, "channel", {"listen": "all"})
     assert "Manage Server" in refused.content
     done = await slash(world, world.carol, world.general, "channel",

@@ -19,7 +19,7 @@ from bot.tasks import observe
 
 log = logging.getLogger(__name__)
 
-COMMAND_HASH_KEY = "discord:command_hash"
+COMMAND_HASH_KEY = "discord:command_hash"  # + ":<application id>": one hash per application
 UNKNOWN_INTERACTION = 10062  # Discord's error code for an interaction that expired
 
 # Never ping @everyone, @here or roles; user pings are allowed per message where intended.
@@ -100,15 +100,35 @@ class Mnemocord(commands.AutoShardedBot):
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     async def sync_commands_if_changed(self, *, force: bool = False) -> bool:
-        """Sync slash commands only when their definitions changed (or when forced)."""
+        """Sync slash commands when their definitions changed, when this application (a new
+        token may be another app) never synced them, when Discord lost some (deleted outside
+        the bot), or when forced. A refused sync is one log line; the bot keeps running."""
+        key = f"{COMMAND_HASH_KEY}:{self.application_id}"
         digest = self.command_hash()
-        if not force and await self.engine.get_setting(COMMAND_HASH_KEY) == digest:
-            log.info("slash commands unchanged; not syncing")
+        if not force and await self.engine.get_setting(key) == digest:
+            names = await self._registered_names()
+            if names is None or names == {c.name for c in self.tree.get_commands()}:
+                log.info("slash commands unchanged; not syncing")
+                return False
+            log.info("slash commands differ on Discord (changed outside the bot); syncing")
+        try:
+            synced = await self.tree.sync()
+        except discord.HTTPException as error:
+            # 400 (a definition Discord refuses), 30034 (200 command creates a day), 5xx: the
+            # old commands stay registered; next start (or /sync) tries again.
+            log.error("could not sync slash commands: %s %s (code %s): %s", error.status,
+                      error.response.reason, error.code, error.text or "no details")
             return False
-        synced = await self.tree.sync()
-        await self.engine.set_setting(COMMAND_HASH_KEY, digest)
+        await self.engine.set_setting(key, digest)
         log.info("synced %d slash commands", len(synced))
         return True
+
+    async def _registered_names(self) -> set[str] | None:
+        try:
+            return {c.name for c in await self.tree.fetch_commands()}
+        except discord.HTTPException as error:
+            log.warning("could not list the registered slash commands: %s", error)
+            return None
 
     async def on_message(self, message: discord.Message) -> None:
         """No text commands: conversation is handled by the chat cog's listener."""

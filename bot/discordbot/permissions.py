@@ -5,6 +5,11 @@
 - Commands that change or reveal a shared channel agent's memory need Manage Server (checked
   here, not only as a UI default) or a bot owner.
 - Channel settings always need Manage Server or a bot owner.
+
+Discord's client also hides /channel (Manage Server) and /sync (administrators) through
+default_member_permissions, but a server admin can override that per command, so these checks
+stay. Commands acknowledge the interaction before calling them: route_of reads the database
+and is_owner may ask Discord for the application's owner.
 """
 
 from __future__ import annotations

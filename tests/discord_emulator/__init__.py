@@ -19,7 +19,7 @@ Everything waits on emulator state changes (no polling sleeps).
 
 Where things live:
   state.py    setup (create_user/guild/role/text_channel/thread, add_member, dm_channel,
-              set_permissions, deny_bot) and reads (messages_in, bot_messages,
+              set_permissions, deny_bot, open_command) and reads (messages_in, bot_messages,
               typing_count, registered_commands, command_syncs, requests, typings)
   actions.py  user_sends[_dm], user_edits, user_types, delete_message, invoke_slash,
               invoke_context_menu, invoke_autocomplete, click_button, select_option,
@@ -33,7 +33,9 @@ Where things live:
 Rules with their discord-api-docs sources: messaging.py, components.py, command_rules.py,
 permissions.py, rest_interactions.py, ratelimit.py.
 Knobs: interaction_deadline, interaction_token_ttl, nonce_window, upload_limit,
-recommended_shards, privileged_intents_enabled. Message.pings says who a bot message really
+recommended_shards, privileged_intents_enabled. EmuInteraction.before_ack lists the REST requests
+the bot made before acknowledging it; open_command(guild, name) is an admin's override of a
+command's default_member_permissions. Message.pings says who a bot message really
 notifies.
 """
 

@@ -110,6 +110,11 @@ def make_middleware(
         template = route_template(request)
         record = RequestRecord(request.method, api_path, template)
         state.requests.append(record)
+        # receiving-and-responding.mdx: the initial response is due within 3 seconds of the
+        # event; note what the bot asked of Discord before giving it.
+        for waiting in state.interactions.values():
+            if not waiting.acknowledged and not waiting.expired and waiting.token not in path:
+                waiting.before_ack.append(record)
         fault = faults.take(request.method, template, api_path)
         if fault is not None:
             record.status, record.injected = fault.status, True

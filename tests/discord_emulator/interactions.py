@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from . import payloads
-from .models import Attachment, Channel, Guild, Message, User
+from .models import Attachment, Channel, Guild, Message, RequestRecord, User
 
 if TYPE_CHECKING:
     from .state import EmulatorState
@@ -58,6 +58,9 @@ class EmuInteraction:
         self.modal: dict[str, Any] | None = None
         self.choices: list[dict[str, Any]] | None = None
         self.errors: list[dict[str, Any]] = []  # Discord errors the bot's requests got
+        # REST requests the bot made while this interaction waited for its initial response
+        # (recorded by the request middleware; the acknowledgement should come first).
+        self.before_ack: list[RequestRecord] = []
         self.attachments: list[Attachment] = []
         self._done: asyncio.Future[EmuInteraction] = loop.create_future()
         self._expired = asyncio.Event()

@@ -43,7 +43,9 @@ def check_invocable(state: EmulatorState, cmd: AppCommand, channel: Channel, use
     if channel.is_dm and cmd.raw.get("dm_permission") is False:
         raise PermissionError(f"command {cmd.name!r} is disabled in DMs")
     required = cmd.raw.get("default_member_permissions")
-    if required is not None and not channel.is_dm:
+    guild = state.guild_of(channel)
+    opened = guild is not None and (guild.id, cmd.name) in state.command_overrides
+    if required is not None and not channel.is_dm and not opened:
         perms = state.permissions(channel, user.id)
         need = int(required)
         if not perms & ADMINISTRATOR and (need == 0 or perms & need != need):

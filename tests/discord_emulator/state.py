@@ -65,6 +65,10 @@ class EmulatorState:
         self._dm_by_user: dict[int, int] = {}
         self.commands: dict[int, AppCommand] = {}
         self.command_syncs: list[CommandSync] = []
+        # Per-guild command permission overrides an admin set in Server Settings → Integrations
+        # (developers/interactions/application-commands.mdx, "Permissions": they take
+        # precedence over default_member_permissions): (guild id, command name) open to all.
+        self.command_overrides: set[tuple[int, str]] = set()
         self.typings: list[Typing] = []
         self.interactions: dict[int, EmuInteraction] = {}
         self.ephemeral_attachments: dict[int, Attachment] = {}  # slash-command uploads
@@ -258,6 +262,11 @@ class EmulatorState:
             guild_id=channel.guild_id,
             intent=INTENT_GUILDS,
         )
+
+    def open_command(self, guild: Guild, name: str) -> None:
+        """An admin lets @everyone use command `name` in `guild` (Integrations settings), over
+        its default_member_permissions; the bot's own checks still apply."""
+        self.command_overrides.add((guild.id, name))
 
     def deny_bot(
         self, channel: Channel, permissions: int = SEND_MESSAGES | SEND_MESSAGES_IN_THREADS

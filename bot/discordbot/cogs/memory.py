@@ -16,7 +16,7 @@ from bot.agent import TurnResult
 from bot.commands import CommandError
 from bot.discordbot.cogs.chat import ChatCog
 from bot.discordbot.delivery import deliver
-from bot.discordbot.permissions import Refused, require_memory_access, route_of
+from bot.discordbot.permissions import Refused, can_manage_server, require_memory_access, route_of
 from bot.discordbot.rendering import split_message
 from bot.discordbot.routing import Route
 from bot.messages import Message
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 Interaction = discord.Interaction["Mnemocord"]
 MAX_ATTACHMENT_BYTES = 2_000_000
 MAX_PEOPLE_SHOWN = 20  # person blocks listed by /memory (each up to PERSON_BLOCK_LIMIT chars)
+AUTOCOMPLETE_SECONDS = 2.0  # of Discord's 3, leaving room for the answer's trip
 
 
 async def respond(interaction: Interaction, text: str, *, ephemeral: bool = True) -> None:
@@ -82,8 +83,13 @@ class MemoryCog(commands.Cog):
         task = asyncio.current_task()
         if task is not None:
             self.bot.track(task)  # a shutdown lets the command finish (and mark what it showed)
+        # Acknowledge before any database or REST work (Discord's 3-second deadline). Where the
+        # caller may not be allowed (only the database knows), defer privately so a refusal
+        # stays private.
+        public = not private and (interaction.guild is None or can_manage_server(interaction)
+                                  or interaction.user.id in self.bot.settings.discord_owner_ids)
+        await interaction.response.defer(ephemeral=not public, thinking=True)
         route = await require_memory_access(interaction)
-        await interaction.response.defer(ephemeral=private, thinking=True)
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
 
@@ -120,35 +126,36 @@ class MemoryCog(commands.Cog):
                 shown.append(outbox_ids[index])
         await self.engine.mark_delivered(shown)
 
-    async def _own_block(self, interaction: Interaction, person: discord.User | None) -> bool:
+    async def _own_block(self, interaction: Interaction, route: Route) -> None:
         """In a shared channel a member without memory access sees only their own block
-        (bot/memory/people.py); True when that was answered."""
-        try:
-            await require_memory_access(interaction)
-            return False
-        except Refused:
-            route = await route_of(interaction)
-            if route.private or (person is not None and person.id != interaction.user.id):
-                raise
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        (bot/memory/people.py)."""
         user = interaction.user
         block = (await self.engine.person_block(route.agent_id, str(user.id))
                  if await self.engine.exists(route.agent_id) else None)
         if block is None or not block["value"]:
             await respond(interaction, "I keep no notes about you in this channel yet. (Only"
                           " members with Manage Server can see the channel's whole memory.)")
-            return True
+            return
         await respond(interaction, f"**What I keep about you here** (`{block['label']}`)\n"
                       + quote(str(block["value"])) + "\nUse /forget-me to erase it.")
-        return True
 
     @app_commands.command(name="memory", description="Show core memory and memory counts.")
     @app_commands.describe(person="In a shared channel: whose notes to show (yours unless you"
                                   " have Manage Server).")
     async def memory(self, interaction: Interaction, person: discord.User | None = None) -> None:
-        if await self._own_block(interaction, person):
+        task = asyncio.current_task()
+        if task is not None:
+            self.bot.track(task)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # before any lookup
+        try:
+            route = await require_memory_access(interaction)
+        except Refused:
+            route = await route_of(interaction)
+            if route.private or (person is not None and person.id != interaction.user.id):
+                raise
+            await self._own_block(interaction, route)
             return
-        route = await self._agent_route(interaction)
+        await self.engine.agent(route.agent_id, route.spec)  # create on first use
         view = await self.engine.memory(route.agent_id)
         if person is not None:
             found = [b for b in view.people if b["person_id"] == str(person.id)]
@@ -240,11 +247,14 @@ class MemoryCog(commands.Cog):
     @load.autocomplete("name")
     async def _checkpoint_names(self, interaction: Interaction, current: str
                                 ) -> list[app_commands.Choice[str]]:
+        # An autocomplete cannot be deferred: its answer is the acknowledgement, so the reads
+        # are bounded to answer (maybe with nothing) inside Discord's 3 seconds.
         try:
-            route = await require_memory_access(interaction)
-        except app_commands.CheckFailure:
+            async with asyncio.timeout(AUTOCOMPLETE_SECONDS):
+                route = await require_memory_access(interaction)
+                names = await self.engine.checkpoints(route.agent_id)
+        except (app_commands.CheckFailure, TimeoutError):
             return []
-        names = await self.engine.checkpoints(route.agent_id)
         return [app_commands.Choice(name=n, value=n) for n in names if current in n][:25]
 
     @app_commands.command(name="summarize", description="Fold older messages into the summary.")
