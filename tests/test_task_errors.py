@@ -96,7 +96,7 @@ async def test_a_failing_close_after_a_signal_is_logged(
 
 async def test_a_failing_resume_at_startup_is_logged(world: World) -> None:
     class ResumeFails(Engine):
-        async def resume(self, agent_id: str, on_event: Any = None) -> Any:
+        async def resume(self, agent_id: str, on_event: Any = None, **options: Any) -> Any:
             raise RuntimeError(f"resuming {agent_id} broke")
 
     async with ResumeFails(world.settings) as engine:
