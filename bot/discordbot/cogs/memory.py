@@ -93,6 +93,12 @@ class MemoryCog(commands.Cog):
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
 
+    @staticmethod
+    def _channel_address(interaction: Interaction) -> str:
+        """The outbox address of the command's channel (no message to reply to): the answer
+        is committed there, so an expired token or a crash before the followup loses nothing."""
+        return f"{interaction.channel_id}:"
+
     async def _turn_followup(self, interaction: Interaction, result: TurnResult) -> None:
         """Show a turn's answer as the command's response. An answer to a person's message is
         in the outbox too (a /retry answers one again, a heartbeat may answer one waiting):
@@ -195,13 +201,17 @@ class MemoryCog(commands.Cog):
     @app_commands.command(name="heartbeat", description="Wake the agent for a step.")
     async def heartbeat(self, interaction: Interaction) -> None:
         route = await self._agent_route(interaction, private=False)
-        await self._turn_followup(interaction, await self.engine.heartbeat(route.agent_id))
+        result = await self.engine.heartbeat(route.agent_id,
+                                             external_id=self._channel_address(interaction))
+        await self._turn_followup(interaction, result)
 
     @app_commands.command(name="memorywarning",
                           description="Send the agent a memory-pressure warning.")
     async def memorywarning(self, interaction: Interaction) -> None:
         route = await self._agent_route(interaction, private=False)
-        await self._turn_followup(interaction, await self.engine.memory_warning(route.agent_id))
+        result = await self.engine.memory_warning(route.agent_id,
+                                                  external_id=self._channel_address(interaction))
+        await self._turn_followup(interaction, result)
 
     @app_commands.command(name="retry", description="Answer the last message again.")
     async def retry(self, interaction: Interaction) -> None:
