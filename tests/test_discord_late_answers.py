@@ -57,3 +57,32 @@ async def test_an_answer_after_the_token_ran_out_is_posted_in_the_channel_once(
         await caught_up(client)
     said = [m.content for m in world.emu.bot_messages(dm) if m.interaction is None]
     assert said == ["first try", "a late answer"]
+
+
+async def test_a_crash_between_the_commit_and_the_followup_delivers_the_answer_once(
+    world: World,
+) -> None:
+    """The command's turn committed its answer, then the process died before the followup:
+    the next start posts it in the channel (from the outbox), and the one after does not."""
+    dm = world.emu.dm_channel(world.alice)
+    agent_id = f"dm:{world.alice.id}"
+    async with (
+        Engine(world.settings) as engine,
+        run_client(world.emu, Mnemocord(engine, world.settings)) as client,
+    ):
+        world.llm.push(reply_with("hello"))
+        await world.emu.user_sends_dm(world.alice, "hi")
+        assert (await next_reply(world, dm)).content == "hello"
+        await settled(client)
+    world.llm.push(reply_with("committed, never shown"))
+    async with Engine(world.settings) as engine:  # what /heartbeat runs before its followup
+        await engine.heartbeat(agent_id, external_id=f"{dm.id}:")
+        assert [item.text for _, item in await engine.undelivered()] == ["committed, never shown"]
+    for _ in range(2):
+        async with (
+            Engine(world.settings) as engine,
+            run_client(world.emu, Mnemocord(engine, world.settings)) as client,
+        ):
+            await caught_up(client)
+            assert await engine.undelivered() == []
+    assert [m.content for m in world.emu.bot_messages(dm)] == ["hello", "committed, never shown"]
