@@ -86,3 +86,25 @@ async def test_a_crash_between_the_commit_and_the_followup_delivers_the_answer_o
             await caught_up(client)
             assert await engine.undelivered() == []
     assert [m.content for m in world.emu.bot_messages(dm)] == ["hello", "committed, never shown"]
+
+
+async def test_a_member_s_heartbeat_is_deferred_privately_and_answered_in_the_channel(
+    world: World, bot: Mnemocord
+) -> None:
+    """Bob may use his own agent in a per-member channel, but only the database knows that: the
+    command defers privately (a refusal would stay private), and the agent's answer, meant
+    for the channel, is posted there as a normal bot message."""
+    done = await (await world.emu.invoke_slash(
+        world.carol, world.general, "channel", {"mode": "per-member", "listen": "all"})
+    ).wait_done()
+    assert "per-member" in done.content
+    world.llm.push(reply_with("hi Bob"), reply_with("Bob, a thought for the channel"))
+    await world.emu.user_sends(world.bob, world.general, "hello")
+    assert (await next_reply(world, world.general)).content == "hi Bob"
+    inter = await world.emu.invoke_slash(world.bob, world.general, "heartbeat")
+    posted = await next_reply(world, world.general)
+    assert posted.content == "Bob, a thought for the channel"
+    note = await inter.wait_done()
+    assert inter.deferred and note.ephemeral and "answered in the channel" in note.content
+    await settled(bot)
+    assert await bot.engine.undelivered() == []
