@@ -231,17 +231,18 @@ class CommandsMixin:
             await agent.commit()
             return evicted
 
-    async def heartbeat(self: Engine, agent_id: str, on_event: EventSink | None = None
-                        ) -> TurnResult:
+    async def heartbeat(self: Engine, agent_id: str, on_event: EventSink | None = None,
+                        external_id: str | None = None) -> TurnResult:
+        """external_id: the adapter's address for the answer (it then goes through the outbox)."""
         return await self.event(agent_id, "heartbeat", "Manual heartbeat from the operator.",
-                                on_event)
+                                on_event, external_id)
 
-    async def memory_warning(self: Engine, agent_id: str, on_event: EventSink | None = None
-                             ) -> TurnResult:
+    async def memory_warning(self: Engine, agent_id: str, on_event: EventSink | None = None,
+                             external_id: str | None = None) -> TurnResult:
         agent = await self.agent(agent_id)
         _, tokens = self.context.assemble(agent, utcnow())
         return await self.event(agent_id, "system_alert", self.context.pressure_alert(tokens),
-                                on_event)
+                                on_event, external_id)
 
     async def attach(self: Engine, agent_id: str, text: str, source: str) -> int:
         """Store a document in archival memory; returns the number of passages."""

@@ -500,10 +500,11 @@ class Engine(CommandsMixin, ChannelMemoryMixin):
         else:
             result.handed_over.update(item.id for item in result.outbox)
 
-    async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None
-                    ) -> TurnResult:
+    async def event(self, agent_id: str, kind: str, text: str, on_event: EventSink | None = None,
+                    external_id: str | None = None) -> TurnResult:
         """Inject a system event (heartbeat, system_alert, login) and let the agent react."""
-        return await self.send(agent_id, text, kind=kind, on_event=on_event)
+        return await self.send(agent_id, text, kind=kind, on_event=on_event,
+                               external_id=external_id)
 
     # --- adapter settings (e.g. how a Discord channel is served) ------------------------------
 

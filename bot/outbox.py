@@ -32,8 +32,12 @@ INSERT_OUTBOX = "INSERT INTO outbox (id, agent_id, target, text, created_at) VAL
 
 
 def reply_target(inputs: list[Message]) -> str | None:
-    """Where a turn's replies go: the adapter's address of the last input that has one."""
-    return next((m.external_id for m in reversed(inputs) if m.external_id), None)
+    """Where a turn's replies go: the adapter's address of the last person's message that has
+    one, else of the last event that has one (e.g. a heartbeat a slash command sent: its
+    address is the channel, so the answer cannot be lost with the command's response)."""
+    return next((m.external_id for m in reversed(inputs) if m.external_id
+                 and m.kind == "user_message"), None) or next(
+        (m.external_id for m in reversed(inputs) if m.external_id), None)
 
 
 def outbox_rows(agent_id: str, target: str | None, texts: list[str]

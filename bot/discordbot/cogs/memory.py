@@ -86,12 +86,32 @@ class MemoryCog(commands.Cog):
         # Acknowledge before any database or REST work (Discord's 3-second deadline). Where the
         # caller may not be allowed (only the database knows), defer privately so a refusal
         # stays private.
-        public = not private and (interaction.guild is None or can_manage_server(interaction)
-                                  or interaction.user.id in self.bot.settings.discord_owner_ids)
+        public = not private and self._known_allowed(interaction)
         await interaction.response.defer(ephemeral=not public, thinking=True)
         route = await require_memory_access(interaction)
         await self.engine.agent(route.agent_id, route.spec)  # create on first use
         return route
+
+    def _known_allowed(self, interaction: Interaction) -> bool:
+        """Callers allowed before any lookup: in a DM, with Manage Server, or a bot owner."""
+        return (interaction.guild is None or can_manage_server(interaction)
+                or interaction.user.id in self.bot.settings.discord_owner_ids)
+
+    @staticmethod
+    async def _note(interaction: Interaction, text: str) -> None:
+        """A private word to the caller; with the token run out (401 50027) it is dropped,
+        which loses nothing (the answer itself goes through the outbox)."""
+        try:
+            await interaction.followup.send(text, ephemeral=True)
+        except discord.HTTPException as error:
+            log.warning("could not answer /%s: %s", getattr(interaction.command, "name", "?"),
+                        error)
+
+    @staticmethod
+    def _channel_address(interaction: Interaction) -> str:
+        """The outbox address of the command's channel (no message to reply to): the answer
+        is committed there, so an expired token or a crash before the followup loses nothing."""
+        return f"{interaction.channel_id}:"
 
     async def _turn_followup(self, interaction: Interaction, result: TurnResult) -> None:
         """Show a turn's answer as the command's response. An answer to a person's message is
@@ -99,7 +119,14 @@ class MemoryCog(commands.Cog):
         once shown here it is marked delivered, or the next start would post it again."""
         texts = result.texts
         if not texts:
-            await interaction.followup.send("*(the agent took a step but said nothing)*")
+            await self._note(interaction, "*(the agent took a step but said nothing)*")
+            return
+        chat = self.bot.get_cog("ChatCog")
+        if not self._known_allowed(interaction) and result.outbox and isinstance(chat, ChatCog):
+            # Deferred privately (the caller's access was unknown), but the agent's answer is
+            # meant for the channel: posted there like any reply, from the outbox.
+            await chat.deliver_outbox(result.outbox)
+            await self._note(interaction, "The agent answered in the channel.")
             return
         outbox_ids = [item.id for item in result.outbox]  # one per text, in order
         first, *rest = split_message(texts[0])
@@ -110,7 +137,6 @@ class MemoryCog(commands.Cog):
         except discord.HTTPException as error:  # e.g. the interaction token ran out
             log.warning("could not show the answer to /%s: %s",
                         getattr(interaction.command, "name", "?"), error)
-            chat = self.bot.get_cog("ChatCog")
             if isinstance(chat, ChatCog):
                 await chat.deliver_outbox(result.outbox)  # as replies to what they answer
             return
@@ -195,13 +221,17 @@ class MemoryCog(commands.Cog):
     @app_commands.command(name="heartbeat", description="Wake the agent for a step.")
     async def heartbeat(self, interaction: Interaction) -> None:
         route = await self._agent_route(interaction, private=False)
-        await self._turn_followup(interaction, await self.engine.heartbeat(route.agent_id))
+        result = await self.engine.heartbeat(route.agent_id,
+                                             external_id=self._channel_address(interaction))
+        await self._turn_followup(interaction, result)
 
     @app_commands.command(name="memorywarning",
                           description="Send the agent a memory-pressure warning.")
     async def memorywarning(self, interaction: Interaction) -> None:
         route = await self._agent_route(interaction, private=False)
-        await self._turn_followup(interaction, await self.engine.memory_warning(route.agent_id))
+        result = await self.engine.memory_warning(route.agent_id,
+                                                  external_id=self._channel_address(interaction))
+        await self._turn_followup(interaction, result)
 
     @app_commands.command(name="retry", description="Answer the last message again.")
     async def retry(self, interaction: Interaction) -> None:
