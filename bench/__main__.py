@@ -23,7 +23,7 @@ from bench.common import RESULTS, Section, machine
 from bench.report import summary_table
 
 SECTIONS = ["overhead", "prompt", "prompt_cost", "concurrency", "search", "footprint", "discord",
-            "progressive", "micro"]
+            "progressive", "channel", "micro"]
 _MODULES = {"discord": "through_discord"}
 
 

@@ -111,6 +111,18 @@ def _progressive(f: dict[str, Any]) -> tuple[str, bool | None]:
             f" {f['whole_turn_first_p50_s']:.2f} s)", f["progressive_first_p50_s"] <= 1.5)
 
 
+def _observed(f: dict[str, Any]) -> tuple[str, bool | None]:
+    return (f"{f['llm_calls_per_observed']:.2f} ({f['llm_calls_observing']} for"
+            f" {f['observed']} messages; the mention after them: {f['llm_calls_mention']})",
+            f["llm_calls_observing"] == 0 and f["llm_calls_mention"] == 1)
+
+
+def _speakers(f: dict[str, Any]) -> tuple[str, bool | None]:
+    return (f"{f['system_tokens_many']:,} tokens at {f['many']}, {f['system_tokens_few']:,} at"
+            f" {f['few']} (+{f['growth_tokens']}; {f['blocks_in_context']} of"
+            f" {f['blocks_stored']} blocks in context)", None)
+
+
 def _client(f: dict[str, Any]) -> tuple[str, bool | None]:
     return (f"{f['post_aiohttp_200']:.2f} ms (httpx transport {f['post_httpx_200']:.2f},"
             f" chat.completions.create {f['create_200']:.2f})", None)
@@ -150,6 +162,9 @@ ROWS: list[tuple[str, str, str, Check]] = [
     ("discord", "MESSAGE_CREATE → reply posted (emulator)", "report", _discord),
     ("progressive", "First message of a 3-step turn, 1 s LLM", "≈ 1 s (was ≈ 2 s)",
      _progressive),
+    ("channel", "LLM calls per observed message (observe mode)", "0", _observed),
+    ("channel", "System message, 30 vs 3 speakers (per-person blocks)", "small bound",
+     _speakers),
     ("micro", "LLM request, client CPU per call (200 messages)", "report", _client),
     ("micro", "Chroma write: event loop stopped for", "report", _stall),
     ("micro", "A plain turn's commit, CPU", "report", _commit),

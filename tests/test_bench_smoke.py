@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 SECTIONS = ["overhead", "prompt", "prompt_cost", "concurrency", "search", "footprint", "discord",
-            "progressive", "micro"]
+            "progressive", "channel", "micro"]
 
 
 def test_quick_benchmark_run_prints_every_section(tmp_path: Path) -> None:
