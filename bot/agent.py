@@ -5,7 +5,7 @@ and committed in one transaction. A step that said something and leads to anothe
 the turn so far with its replies (progressive delivery); the rest is committed at the end.
 Replies are handed to the adapter only after the commit that holds them, so a crash can never
 show a reply whose turn is then replayed; a pending continuation event, committed with a
-mid-turn reply, makes a restart finish the turn (bot/engine.py, the pending inputs).
+mid-turn reply, makes a restart finish the turn (bot/turns.py, the pending inputs).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Agent(StepLoop):
         self.people = people or People(services.store, agent_id, enabled=False, limit=0,
                                        in_context=0)
         self.paused_until: datetime | None = None
-        # (name, id) of the last person whose message was accepted (bot/engine.py, accept).
+        # (name, id) of the last person whose message was accepted (bot/turns.py, accept).
         self.last_speaker: tuple[str | None, str | None] | None = None
         self.recall: RecallMemory = services.recall
         self.archival: ArchivalMemory = services.archival
