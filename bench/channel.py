@@ -16,6 +16,7 @@ from typing import Any
 from bench.common import Section
 from bench.driver import engine_on
 from bot.engine import AgentSpec
+from bot.memory.people import People
 from tests.llm_server import ScriptedLLM, Step, call, calls, say
 
 SHARED = AgentSpec(name="Sam", persona="sam", human="channel", options={"people": True})
@@ -74,10 +75,17 @@ async def _people(speakers: int) -> dict[str, Any]:
                     sizes[i + 1] = engine.counter.count(
                         str(llm.requests[-1]["messages"][0]["content"]))
             agent = await engine.agent(agent_id)
-            present, stored = len(agent.people.present), len(await agent.people.all_blocks())
+            every = await agent.people.all_blocks()
+            present, stored = len(agent.people.present), len(every)
+            # What paging saves: the same blocks, every one of them shown.
+            everyone = People(engine.store, agent_id, enabled=True, limit=agent.people.limit,
+                              in_context=len(every), present=every)
+            unpaged = (engine.counter.count(everyone.render())
+                       - engine.counter.count(agent.people.render()))
     return {"system_tokens_few": sizes[FEW], "system_tokens_many": sizes[speakers],
             "growth_tokens": sizes[speakers] - sizes[FEW], "few": FEW, "many": speakers,
-            "blocks_in_context": present, "blocks_stored": stored}
+            "blocks_in_context": present, "blocks_stored": stored,
+            "unpaged_extra_tokens": unpaged}
 
 
 async def run(quick: bool) -> Section:
@@ -95,7 +103,8 @@ async def run(quick: bool) -> Section:
     section.say(f"per-person memory: system message {people['system_tokens_few']} tokens at"
                 f" {FEW} speakers, {people['system_tokens_many']} at {MANY}"
                 f" (+{people['growth_tokens']}); {people['blocks_in_context']} of"
-                f" {people['blocks_stored']} blocks in context")
+                f" {people['blocks_stored']} blocks in context; all of them in context would add"
+                f" {people['unpaged_extra_tokens']} tokens more")
     section.figures.update(seen)
     section.figures.update(people)
     return section

@@ -120,7 +120,8 @@ def _observed(f: dict[str, Any]) -> tuple[str, bool | None]:
 def _speakers(f: dict[str, Any]) -> tuple[str, bool | None]:
     return (f"{f['system_tokens_many']:,} tokens at {f['many']}, {f['system_tokens_few']:,} at"
             f" {f['few']} (+{f['growth_tokens']}; {f['blocks_in_context']} of"
-            f" {f['blocks_stored']} blocks in context)", None)
+            f" {f['blocks_stored']} blocks in context; all {f['blocks_stored']} would add"
+            f" {f['unpaged_extra_tokens']:,} more)", None)
 
 
 def _client(f: dict[str, Any]) -> tuple[str, bool | None]:
