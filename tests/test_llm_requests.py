@@ -157,10 +157,14 @@ async def test_an_empty_temperature_is_not_sent(llm: ScriptedLLM,
 # -- 2. thinking models get their reasoning back ----------------------------------------------
 
 
-def _remember_then_answer() -> list[Step]:
-    return [call("core_memory_append", label="human", content="Name: Ada",
-                 request_heartbeat=True),
-            call("send_message", message="Nice to meet you, Ada!")]
+async def _remember_then_answer(settings: Settings, llm: ScriptedLLM) -> None:
+    """One turn that calls two functions (a memory edit, then the reply), on a fresh engine."""
+    async with Engine(settings) as engine:
+        llm.push(call("core_memory_append", label="human", content="Name: Ada",
+                      request_heartbeat=True),
+                 call("send_message", message="Nice to meet you, Ada!"))
+        assert (await engine.send("cli:a", "I'm Ada", spec=SPEC)).replies == [
+            "Nice to meet you, Ada!"]
 
 
 @pytest.mark.provider("deepseek-thinking")
@@ -168,10 +172,7 @@ async def test_deepseek_gets_reasoning_content_back_also_after_a_restart(
     make_settings: Callable[..., Settings], llm: ScriptedLLM
 ) -> None:
     settings = make_settings()
-    async with Engine(settings) as engine:
-        llm.push(*_remember_then_answer())
-        assert (await engine.send("cli:a", "I'm Ada", spec=SPEC)).replies == [
-            "Nice to meet you, Ada!"]
+    await _remember_then_answer(settings, llm)
     [first, second] = [json.loads(r["extra"]) for r in stored_rows(settings)]
     assert first["reasoning_content"] != second["reasoning_content"]
     async with Engine(settings) as engine:  # history comes back from SQLite
@@ -226,10 +227,7 @@ async def test_gemini_gets_each_thought_signature_back_in_place(
     make_settings: Callable[..., Settings], llm: ScriptedLLM
 ) -> None:
     settings = make_settings()
-    async with Engine(settings) as engine:
-        llm.push(*_remember_then_answer())
-        assert (await engine.send("cli:a", "I'm Ada", spec=SPEC)).replies == [
-            "Nice to meet you, Ada!"]
+    await _remember_then_answer(settings, llm)
     [replayed] = [m for m in llm.requests[1]["messages"] if m["role"] == "assistant"]
     signature = replayed["tool_calls"][0]["extra_content"]["google"]["thought_signature"]
     assert signature in llm.provider.signatures  # type: ignore[attr-defined]
