@@ -132,7 +132,6 @@ class Agent(StepLoop):
         # Per-person blocks (a shared agent's; disabled elsewhere): bot/memory/people.py.
         self.people = people or People(services.store, agent_id, enabled=False, limit=0,
                                        in_context=0)
-        self.paused_until: datetime | None = None
         # (name, id) of the last person whose message was accepted (bot/turns.py, accept).
         self.last_speaker: tuple[str | None, str | None] | None = None
         self.recall: RecallMemory = services.recall
@@ -241,11 +240,10 @@ class Agent(StepLoop):
 
     def state_statement(self) -> Statement:
         return (
-            "UPDATE agents SET summary=?, core_updated_at=?, warning_sent=?, paused_until=?,"
-            " options=? WHERE id=?",
+            "UPDATE agents SET summary=?, core_updated_at=?, warning_sent=?, options=?"
+            " WHERE id=?",
             (self.summary, iso(self.core_updated_at) if self.core_updated_at else None,
-             int(self.warning_sent), iso(self.paused_until) if self.paused_until else None,
-             json.dumps(self.options), self.id),
+             int(self.warning_sent), json.dumps(self.options), self.id),
         )
 
     async def commit(self) -> None:

@@ -307,8 +307,6 @@ class Engine(TurnsMixin, CommandsMixin, ChannelMemoryMixin):
                 limit=self.settings.person_block_limit,
                 in_context=self.settings.people_in_context),
         )
-        if row["paused_until"]:
-            agent.paused_until = parse_iso(row["paused_until"])
         return agent
 
     async def _reconcile_archival(self, agent_id: str, stored: int) -> None:
