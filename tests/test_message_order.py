@@ -21,7 +21,8 @@ import pytest
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.store import MIGRATIONS, Store
+from bot.migrations import MIGRATIONS
+from bot.store import Store
 from tests.conftest import SCRIPTED_EMBEDDINGS, SPEC
 from tests.llm_server import ScriptedLLM, call
 from tests.openai_rules import validate_messages
@@ -124,7 +125,7 @@ def _old_database(path: Path) -> None:
     """A database from before the context-order migration, holding what the defect left: Amy's
     message stored between Zed's archival call and its result, all of it in context."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    from bot.store import CONTEXT_ORDER_MIGRATION
+    from bot.migrations import CONTEXT_ORDER_MIGRATION
 
     before = MIGRATIONS.index(CONTEXT_ORDER_MIGRATION)
     with closing(sqlite3.connect(path)) as db:
