@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     llm_retry_backoff: float = Field(default=0.5, ge=0)
     llm_max_concurrency: int = 16
     llm_tool_choice: str = "auto"
+    # Stream answers (`stream: true`) so Discord shows a reply while the model writes it.
+    llm_stream: bool = True
 
     # --- Embeddings for archival memory ---
     embedding_provider: str = "local"

@@ -17,7 +17,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -42,11 +42,16 @@ from bot.messages import ToolCall
 # Re-exported: the agent imports them from here.
 from bot.replay import MAX_CALL_ID as MAX_CALL_ID
 from bot.replay import replayable_calls as replayable_calls
+from bot.streaming import StreamAssembler
 
 if TYPE_CHECKING:
     from bot.config import Settings
 
 log = logging.getLogger(__name__)
+
+# Sees a streamed answer grow: called with its assembler after each chunk (keep it cheap).
+StreamSink = Callable[[StreamAssembler], None]
+
 
 class RawJSON(str):
     """A chat message already encoded as JSON, sent as is: a long conversation's messages are
@@ -75,6 +80,7 @@ class LLMClient:
         retry_backoff: float = 0.5,
         max_concurrency: int = 16,
         tool_choice: str = "auto",
+        stream: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -88,6 +94,8 @@ class LLMClient:
         self.retry_backoff = retry_backoff
         self.tool_choice = tool_choice
         self.max_concurrency = max_concurrency
+        # Whether answers an adapter shows while written are asked for with `stream: true`.
+        self.stream = stream
         # The client's own retries are off: ours know about overflow and Retry-After.
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout,
@@ -114,6 +122,7 @@ class LLMClient:
             retry_backoff=settings.llm_retry_backoff,
             max_concurrency=settings.llm_max_concurrency,
             tool_choice=settings.llm_tool_choice,
+            stream=settings.llm_stream,
         )
 
     async def aclose(self) -> None:
@@ -167,7 +176,11 @@ class LLMClient:
         self, messages: Sequence[dict[str, Any] | RawJSON],
         tools: list[dict[str, Any]] | None = None, *, max_tokens: int | None = None,
         tool_choice: str | dict[str, Any] | None = None,
+        on_stream: StreamSink | None = None,
     ) -> Completion:
+        """One completion. With `on_stream` (and streaming on, and not refused by the server)
+        the answer is streamed and `on_stream` sees it grow, chunk by chunk; the Completion is
+        the same either way."""
         parts = [',"messages":[', ",".join(
             m if isinstance(m, RawJSON) else json.dumps(m, ensure_ascii=False) for m in messages
         ), "]"]
@@ -179,9 +192,14 @@ class LLMClient:
         while True:
             head = self.request_head(max_tokens=max_tokens, tool_choice=tool_choice,
                                      tools=bool(tools))
+            streaming = on_stream is not None and self.stream and "stream" not in self.refused
+            if streaming:
+                head["stream"] = True
+                if "stream_options" not in self.refused:  # the usage, in a last chunk
+                    head["stream_options"] = {"include_usage": True}
             body = (json.dumps(head, ensure_ascii=False)[:-1] + rest).encode()
             try:
-                raw = await self._with_retries(body)
+                raw = await self._with_retries(body, on_stream if streaming else None)
             except _Rescued as rescued:
                 rescued.completion.wait_seconds = time.perf_counter() - started
                 return rescued.completion
@@ -200,9 +218,11 @@ class LLMClient:
             self._tools_cache = (tools, json.dumps(tools, ensure_ascii=False))
         return self._tools_cache[1]
 
-    async def _post(self, body: bytes) -> bytes:
+    async def _post(self, body: bytes, on_stream: StreamSink | None = None) -> bytes:
         async with self._slots:
             try:
+                if on_stream is not None:
+                    return await self._post_streaming(body, on_stream)
                 return await self.client.post(
                     "/chat/completions", cast_to=bytes, content=body,
                     options={"headers": {"Content-Type": "application/json"}},
@@ -212,12 +232,39 @@ class LLMClient:
                     error.status_code, error.response.content, error.response.headers
                 )) from None
 
-    async def _with_retries(self, body: bytes) -> bytes:
+    async def _post_streaming(self, body: bytes, on_stream: StreamSink) -> bytes:
+        """A streamed answer, put together as the body the same answer unstreamed has."""
+        events = await self.client.post(
+            "/chat/completions", cast_to=object, content=body, stream=True,
+            stream_cls=openai.AsyncStream[object],
+            options={"headers": {"Content-Type": "application/json"}},
+        )
+        if "json" in events.response.headers.get("content-type", ""):
+            return await events.response.aread()  # a server that ignores `stream` answers whole
+        assembler = StreamAssembler()
+        try:
+            async for chunk in events:
+                assembler.feed(chunk)
+                on_stream(assembler)
+        except openai.APIStatusError:
+            raise
+        except openai.APIError as error:
+            if isinstance(error, openai.APIConnectionError):
+                raise
+            # An error event in the middle of the stream ({"error": {...}} as a data line):
+            # read like the same error answered before any chunk.
+            raise _StatusError(parse_error(
+                500, json.dumps({"error": error.body}).encode(), {})) from None
+        if not assembler.chunks:
+            return b"{}"  # nothing came: unreadable, like an empty body
+        return json.dumps(assembler.response(), ensure_ascii=False).encode()
+
+    async def _with_retries(self, body: bytes, on_stream: StreamSink | None = None) -> bytes:
         attempt = 0
         tool_use_failures = 0
         while True:
             try:
-                return await self._post(body)
+                return await self._post(body, on_stream)
             except _StatusError as failure:
                 error = failure.error
                 # The provider's own words reach the operator; the user gets one line.

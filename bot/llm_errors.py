@@ -226,6 +226,8 @@ def classify(error: ProviderError) -> Verdict:
     if "only the default (1) value is supported" in text and "temperature" in text:
         return Verdict("parameter", "The model refuses the temperature setting: leave"
                        " LLM_TEMPERATURE empty.", param="temperature")
+    if error.status in (400, 422) and (streaming := _refused_streaming(error, text)):
+        return Verdict("parameter", f"The server refuses {streaming}.", param=streaming)
     if "tool_use_failed" in (error.code, error.type):
         return Verdict("tool_use_failed", "The model wrote a function call the server could not"
                        " read (Groq tool_use_failed), twice.")
@@ -252,6 +254,23 @@ def classify(error: ProviderError) -> Verdict:
         return _history(error)
     return Verdict("refused", f"The language model server refused the request (HTTP"
                    f" {error.status}: {_clip(error.message, 160)}).")
+
+
+# How servers word an unknown parameter: "Unrecognized request argument supplied: X" (OpenAI,
+# Azure), "Extra inputs are not permitted" (pydantic-validated servers), "X is not supported".
+_UNKNOWN_PARAM = ("unrecognized", "not supported", "unsupported", "extra inputs", "not permitted",
+                  "unknown")
+
+
+def _refused_streaming(error: ProviderError, text: str) -> str | None:
+    """`stream_options` or `stream` when that is what the server refuses (it is then asked
+    without it), else None."""
+    for param in ("stream_options", "stream"):
+        named = param in text.replace("stream_options", "") if param == "stream" else (
+            param in text)
+        if error.param == param or (named and any(h in text for h in _UNKNOWN_PARAM)):
+            return param
+    return None
 
 
 def history_explanation(body: bytes, verdict: Verdict) -> str:

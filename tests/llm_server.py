@@ -266,6 +266,13 @@ class ScriptedLLM:
         self.requests: list[dict[str, Any]] = []
         self.embedding_requests: list[dict[str, Any]] = []
         self.chat_calls = 0
+        self.streamed_calls = 0  # answers sent as server-sent events
+        self.stream_piece = 7  # characters per streamed fragment of text or arguments
+        self.stream_delay = 0.0  # seconds between streamed chunks (generation speed)
+        # One-shot faults of the next streamed answers: ("drop", n) closes the connection after
+        # n chunks; ("error", n) sends an error event instead of chunk n+1, as OpenAI does when
+        # generation fails mid-stream.
+        self.stream_faults: collections.deque[tuple[str, int]] = collections.deque()
         self.inflight = 0
         self.max_inflight = 0
         self.busy_seconds = 0.0  # summed simulated latency (overlapping requests add up)
@@ -491,22 +498,82 @@ class ScriptedLLM:
         self, request: web.Request, body: dict[str, Any], step: Step
     ) -> web.StreamResponse:
         """The answer as server-sent events of `chat.completion.chunk`s, the way OpenAI streams
-        (platform.openai.com/docs/api-reference/chat-streaming): a role delta, content deltas,
-        each tool call (id, name, arguments) at its index, a finish chunk, then `[DONE]`."""
+        (platform.openai.com/docs/api-reference/chat-streaming and chat/object-chunk): a role
+        delta, provider fields and content in pieces, each tool call opened at its `index` with
+        id, type, name and empty arguments, then its arguments in `stream_piece`-character
+        fragments cut anywhere (inside a word or an escape, as tokens fall) that carry only the
+        index, a finish chunk, and with `stream_options.include_usage` a last chunk with the
+        usage and an empty `choices` (every other chunk then has "usage": null), then
+        `data: [DONE]`. A provider that does not stream tool calls (Ollama before 0.8) sends
+        each call whole in one chunk. `stream_delay` seconds pass between chunks."""
         await self._simulate(request, step, self.latency)
-        head = {"id": f"chatcmpl-scripted-{next(self._ids)}", "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": body.get("model", self.model)}
-        deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant",
-                                                             "content": ""}, None)]
-        deltas += [({"content": word}, None)
-                   for word in re.findall(r"\S+\s*", step.content or "")]
-        deltas += [({"tool_calls": [{"index": i, **_tool_call_json(tc)}]}, None)
-                   for i, tc in enumerate(step.tool_calls)]
-        deltas.append(({}, step.finish_reason or ("tool_calls" if step.tool_calls else "stop")))
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        head: dict[str, Any] = {
+            "id": f"chatcmpl-scripted-{next(self._ids)}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": body.get("model", self.model)}
+        if include_usage:
+            head["usage"] = None
+        message: dict[str, Any] = {"role": "assistant", "content": step.content}
+        if step.tool_calls:
+            message["tool_calls"] = [_tool_call_json(tc) for tc in step.tool_calls]
+        self.provider.shape(body, message, step)
+        piece = self.stream_piece
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        for key, value in message.items():  # reasoning fields and the like come first
+            if key in ("role", "content", "tool_calls") or value is None:
+                continue
+            if isinstance(value, str):
+                deltas += [{key: value[i:i + piece]} for i in range(0, len(value), piece)]
+            else:
+                deltas.append({key: value})
+        content = message.get("content")
+        if isinstance(content, str):
+            deltas += [{"content": word} for word in re.findall(r"\S+\s*|\s+", content)]
+        elif content is not None:
+            deltas.append({"content": content})
+        for index, tool_call in enumerate(message.get("tool_calls") or []):
+            if not self.provider.streams_tool_calls:
+                deltas.append({"tool_calls": [{"index": index, **tool_call}]})
+                continue
+            function = tool_call["function"]
+            arguments = function["arguments"]
+            if not isinstance(arguments, str):
+                arguments = json.dumps(arguments)
+            opening = {**tool_call, "function": {"name": function["name"], "arguments": ""}}
+            deltas.append({"tool_calls": [{"index": index, **opening}]})
+            deltas += [{"tool_calls": [{"index": index, "function": {
+                "arguments": arguments[i:i + piece]}}]} for i in range(0, len(arguments), piece)]
+        reason = step.finish_reason or ("tool_calls" if step.tool_calls else "stop")
+        chunks = [{**head, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                  for delta in deltas]
+        chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+        if include_usage:
+            prompt_tokens = self.provider.prompt_tokens(body)
+            completion_tokens = max(1, estimate_tokens(message))
+            chunks.append({**head, "choices": [], "usage": {
+                "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens}})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for delta, reason in deltas:
-            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]}
+        self.streamed_calls += 1
+        fault = self.stream_faults.popleft() if self.stream_faults else None
+        for number, chunk in enumerate(chunks):
+            if fault is not None and number == fault[1]:
+                if fault[0] == "error":
+                    error = {"error": {"message": "The server had an error while processing"
+                                       " your request.", "type": "server_error",
+                                       "param": None, "code": None}}
+                    await response.write(f"data: {json.dumps(error)}\n\n".encode())
+                    await response.write_eof()
+                    return response
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            if number and self.stream_delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.stream_delay)
+                if self._closing.is_set():
+                    return response
             await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

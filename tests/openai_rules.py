@@ -366,4 +366,26 @@ def validate(body: dict[str, Any]) -> list[Violation]:
             found.append(problem)
     found += validate_messages(body.get("messages"))
     found += validate_tools(body.get("tools"), body.get("tool_choice"))
+    found += validate_stream(body)
+    return found
+
+
+def validate_stream(body: dict[str, Any]) -> list[Violation]:
+    """`stream` and `stream_options` as OpenAI checks them."""
+    found = []
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        found.append(_invalid_type("stream", "a boolean", stream))
+    options = body.get("stream_options")
+    if options is not None:
+        if stream is not True:
+            # {"message": "The 'stream_options' parameter is only allowed when 'stream' is
+            # enabled.", "type": "invalid_request_error", "param": "stream_options", "code":
+            # null} (BerriAI/litellm#5803, from api.openai.com)
+            found.append(Violation("The 'stream_options' parameter is only allowed when"
+                                   " 'stream' is enabled.", "stream_options"))
+        elif not isinstance(options, dict) or not isinstance(
+                options.get("include_usage", False), bool):
+            found.append(_invalid_type("stream_options", "an object with a boolean"
+                                       " include_usage", options))
     return found
